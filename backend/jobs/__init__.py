@@ -1,0 +1,80 @@
+"""Job kinds the server (and the CLI, in-process) can run.
+
+Each kind names an entry point ``module:function`` with the signature
+``run(params: dict, out_dir: pathlib.Path, progress: backend.progress.Progress) -> JobResult``.
+Entry points are imported lazily so the server process never imports torch or pycolmap.
+
+``path_params`` lists the parameters that hold input paths: the server confines them to its
+configured roots and hashes the files they name into the result-cache key.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+
+@dataclass
+class JobResult:
+    """What a pipeline hands back: files it wrote (relative to ``out_dir``), arrays, a summary."""
+
+    files: list[str] = field(default_factory=list)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobKind:
+    name: str
+    entry: str
+    description: str
+    path_params: tuple[str, ...] = ()
+    device: str = "cpu"  # "gpu" jobs share the GPU worker slots
+
+    def load(self) -> Callable:
+        module, _, func = self.entry.partition(":")
+        return getattr(importlib.import_module(module), func)
+
+
+KINDS: dict[str, JobKind] = {}
+
+
+def register(kind: JobKind) -> None:
+    KINDS[kind.name] = kind
+
+
+def available() -> dict[str, JobKind]:
+    """The registered kinds whose entry module is importable in this installation."""
+    import importlib.util
+
+    out = {}
+    for name, kind in KINDS.items():
+        module = kind.entry.partition(":")[0]
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ImportError:
+            found = False
+        if found:
+            out[name] = kind
+    return out
+
+
+register(JobKind("sleep", "backend.jobs.sleep:run",
+                 "Sleeps with progress; a built-in kind for tests and health checks."))
+register(JobKind("poses", "backend.jobs.poses:run",
+                 "Camera solve: video or image folder -> cameras.json + points.ply.",
+                 path_params=("input",), device="cpu"))
+register(JobKind("reconstruct", "backend.jobs.reconstruct:run",
+                 "Gaussian-splat reconstruction from a camera solve.",
+                 path_params=("solve_dir",), device="gpu"))
+register(JobKind("render", "backend.jobs.render:run",
+                 "Render splats (RGB, alpha, depth) for cameras.",
+                 path_params=("splats", "cameras"), device="gpu"))
+register(JobKind("stereo", "backend.jobs.stereo:run",
+                 "Stereo video from a clip (scene stereo or depth warp).",
+                 path_params=("input", "reconstruction"), device="gpu"))
+register(JobKind("composite", "backend.jobs.composite:run",
+                 "Product GLB composited into footage.",
+                 path_params=("video", "product"), device="gpu"))
