@@ -1,0 +1,220 @@
+"""Builds the textured tabletop/room scene in Blender (imported only inside the render subprocess).
+
+World: +Z up, metres, ground plane z = 0. Every object the scene creates is described by a dict
+(name, kind, role, centre, size, bbox_min/bbox_max in world metres) so that tests can project
+known 3D points. Objects with role ``marker`` are small emissive magenta spheres whose
+``centre`` is exact; ``box_a`` is an axis-aligned box with exact corners; the optional
+``occluder`` is a tall cylinder standing between the start camera and the look-at target.
+"""
+from __future__ import annotations
+
+import math
+
+import bpy
+import numpy as np
+
+MARKER_RADIUS = 0.05
+MARKER_COLOUR = (1.0, 0.0, 1.0)
+MARKERS = (  # exact marker centres (world metres)
+    (0.0, 0.0, MARKER_RADIUS),
+    (-0.75, 0.35, MARKER_RADIUS),
+    (0.8, -0.3, MARKER_RADIUS),
+    (-0.35, -0.55, MARKER_RADIUS),
+    (0.45, 0.25, 0.30 + MARKER_RADIUS),  # resting on top of box_a
+)
+BOX_A = {"centre": (0.45, 0.25, 0.15), "size": (0.30, 0.30, 0.30)}
+OCCLUDER = {"centre": (0.0, -0.9, 0.45), "radius": 0.12, "height": 0.9}
+
+
+def _nodes(mat):
+    mat.use_nodes = True
+    nt = mat.node_tree
+    for n in list(nt.nodes):
+        if n.type != "OUTPUT_MATERIAL":
+            nt.nodes.remove(n)
+    return nt, nt.nodes["Material Output"]
+
+
+def textured_material(name: str, tint, scale: float, seed: float, roughness: float = 0.7):
+    """Principled material whose colour mixes fractal noise, voronoi cells and a checker.
+
+    Object-space coordinates (metres) keep the pattern scale independent of object size;
+    ``seed`` offsets the noise so no two surfaces share a pattern.
+    """
+    mat = bpy.data.materials.new(name)
+    nt, out = _nodes(mat)
+    n = nt.nodes
+    coord = n.new("ShaderNodeTexCoord")
+    mapping = n.new("ShaderNodeMapping")
+    mapping.inputs["Location"].default_value = (seed * 17.3, seed * 5.1, seed * 3.7)
+    nt.links.new(coord.outputs["Object"], mapping.inputs["Vector"])
+    noise = n.new("ShaderNodeTexNoise")
+    noise.inputs["Scale"].default_value = 2.0 * scale
+    noise.inputs["Detail"].default_value = 12.0
+    noise.inputs["Roughness"].default_value = 0.65
+    vor = n.new("ShaderNodeTexVoronoi")
+    vor.inputs["Scale"].default_value = 6.0 * scale
+    chk = n.new("ShaderNodeTexChecker")
+    chk.inputs["Scale"].default_value = 1.5 * scale
+    chk.inputs["Color1"].default_value = (1.0, 1.0, 1.0, 1.0)
+    chk.inputs["Color2"].default_value = (0.55, 0.55, 0.55, 1.0)
+    for tex in (noise, vor, chk):
+        nt.links.new(mapping.outputs["Vector"], tex.inputs["Vector"])
+    grey = n.new("ShaderNodeMix")
+    grey.data_type = "RGBA"
+    grey.inputs["Factor"].default_value = 0.55
+    nt.links.new(noise.outputs["Color"], grey.inputs["A"])
+    nt.links.new(noise.outputs["Fac"], grey.inputs["B"])
+    mix1 = n.new("ShaderNodeMix")
+    mix1.data_type = "RGBA"
+    mix1.blend_type = "MULTIPLY"
+    mix1.inputs["Factor"].default_value = 1.0
+    nt.links.new(grey.outputs["Result"], mix1.inputs["A"])
+    nt.links.new(chk.outputs["Color"], mix1.inputs["B"])
+    mix2 = n.new("ShaderNodeMix")
+    mix2.data_type = "RGBA"
+    mix2.blend_type = "OVERLAY"
+    mix2.inputs["Factor"].default_value = 0.6
+    nt.links.new(mix1.outputs["Result"], mix2.inputs["A"])
+    nt.links.new(vor.outputs["Distance"], mix2.inputs["B"])
+    mix3 = n.new("ShaderNodeMix")
+    mix3.data_type = "RGBA"
+    mix3.blend_type = "MULTIPLY"
+    mix3.inputs["Factor"].default_value = 1.0
+    mix3.inputs["B"].default_value = (*tint, 1.0)
+    nt.links.new(mix2.outputs["Result"], mix3.inputs["A"])
+    bsdf = n.new("ShaderNodeBsdfPrincipled")
+    bsdf.inputs["Roughness"].default_value = roughness
+    nt.links.new(mix3.outputs["Result"], bsdf.inputs["Base Color"])
+    nt.links.new(bsdf.outputs["BSDF"], out.inputs["Surface"])
+    return mat
+
+
+def emissive_material(name: str, colour, strength: float = 4.0):
+    """Pure emission: renders as a flat saturated colour under the Standard view transform."""
+    mat = bpy.data.materials.new(name)
+    nt, out = _nodes(mat)
+    em = nt.nodes.new("ShaderNodeEmission")
+    em.inputs["Color"].default_value = (*colour, 1.0)
+    em.inputs["Strength"].default_value = strength
+    nt.links.new(em.outputs["Emission"], out.inputs["Surface"])
+    return mat
+
+
+def _finish(obj, mat, kind, role, centre, size, bbox_min, bbox_max, records):
+    obj.data.materials.append(mat)
+    records.append({"name": obj.name, "kind": kind, "role": role,
+                    "centre": [float(c) for c in centre], "size": [float(c) for c in size],
+                    "bbox_min": [float(c) for c in bbox_min], "bbox_max": [float(c) for c in bbox_max]})
+    return obj
+
+
+def add_box(name, centre, size, mat, records, role="object", yaw_deg=0.0):
+    bpy.ops.mesh.primitive_cube_add(size=1.0, location=centre, rotation=(0, 0, math.radians(yaw_deg)))
+    obj = bpy.context.active_object
+    obj.name = name
+    obj.scale = size
+    half = np.abs(np.array([[math.cos(math.radians(yaw_deg)), -math.sin(math.radians(yaw_deg))],
+                            [math.sin(math.radians(yaw_deg)), math.cos(math.radians(yaw_deg))]])) @ (np.array(size[:2]) / 2)
+    ext = np.array([half[0], half[1], size[2] / 2])
+    rec = _finish(obj, mat, "box", role, centre, size, np.array(centre) - ext, np.array(centre) + ext, records)
+    records[-1]["yaw_deg"] = float(yaw_deg)
+    return rec
+
+
+def add_cylinder(name, centre, radius, height, mat, records, role="object"):
+    bpy.ops.mesh.primitive_cylinder_add(vertices=48, radius=radius, depth=height, location=centre)
+    obj = bpy.context.active_object
+    obj.name = name
+    ext = np.array([radius, radius, height / 2])
+    return _finish(obj, mat, "cylinder", role, centre, (2 * radius, 2 * radius, height),
+                   np.array(centre) - ext, np.array(centre) + ext, records)
+
+
+def add_sphere(name, centre, radius, mat, records, role="object", segments=48):
+    bpy.ops.mesh.primitive_uv_sphere_add(segments=segments, ring_count=segments // 2, radius=radius,
+                                         location=centre)
+    obj = bpy.context.active_object
+    obj.name = name
+    bpy.ops.object.shade_smooth()
+    return _finish(obj, mat, "sphere", role, centre, (2 * radius,) * 3,
+                   np.array(centre) - radius, np.array(centre) + radius, records)
+
+
+def build_scene(seed: int, occluder: bool = False, room_half: float = 4.0,
+                wall_height: float = 2.5) -> list[dict]:
+    """Create ground, walls, objects, markers and lights; return the object records."""
+    rng = np.random.default_rng(seed)
+    records: list[dict] = []
+    bpy.ops.mesh.primitive_plane_add(size=2 * room_half, location=(0, 0, 0))
+    ground = bpy.context.active_object
+    ground.name = "ground"
+    _finish(ground, textured_material("ground_mat", (0.85, 0.8, 0.7), 4.0, rng.uniform(0, 10)),
+            "plane", "ground", (0, 0, 0), (2 * room_half, 2 * room_half, 0),
+            (-room_half, -room_half, 0), (room_half, room_half, 0), records)
+    wall_specs = [((0, room_half, wall_height / 2), (2 * room_half, 0.1, wall_height)),
+                  ((0, -room_half, wall_height / 2), (2 * room_half, 0.1, wall_height)),
+                  ((room_half, 0, wall_height / 2), (0.1, 2 * room_half, wall_height)),
+                  ((-room_half, 0, wall_height / 2), (0.1, 2 * room_half, wall_height))]
+    for i, (c, sz) in enumerate(wall_specs):
+        tint = tuple(rng.uniform(0.5, 0.9, 3))
+        add_box(f"wall_{i}", c, sz, textured_material(f"wall_mat_{i}", tint, 2.0, rng.uniform(0, 10)),
+                records, role="wall")
+    add_box("box_a", BOX_A["centre"], BOX_A["size"],
+            textured_material("box_a_mat", (0.9, 0.55, 0.3), 12.0, rng.uniform(0, 10)), records)
+    marker_mat = emissive_material("marker_mat", MARKER_COLOUR)
+    for i, c in enumerate(MARKERS):
+        add_sphere(f"marker_{i}", c, MARKER_RADIUS, marker_mat, records, role="marker", segments=32)
+    if occluder:
+        c = OCCLUDER
+        add_cylinder("occluder", c["centre"], c["radius"], c["height"],
+                     textured_material("occluder_mat", (0.3, 0.6, 0.9), 15.0, rng.uniform(0, 10)),
+                     records, role="occluder")
+    _scatter_objects(rng, records)
+    _add_lights(rng)
+    return records
+
+
+def _scatter_objects(rng: np.random.Generator, records: list[dict], count: int = 7) -> None:
+    """Place seeded boxes, cylinders and spheres on the ground, clear of markers and box_a."""
+    keep_clear = [np.array(c[:2]) for c in MARKERS] + [np.array(BOX_A["centre"][:2]),
+                                                       np.array(OCCLUDER["centre"][:2])]
+    placed = 0
+    for attempt in range(200):
+        if placed == count:
+            break
+        r, a = rng.uniform(0.6, 2.2), rng.uniform(0, 2 * np.pi)
+        xy = np.array([r * np.cos(a), r * np.sin(a) + 0.3])
+        size = rng.uniform(0.12, 0.35)
+        if any(np.linalg.norm(xy - k) < size + 0.2 for k in keep_clear):
+            continue
+        keep_clear.append(xy)
+        tint = tuple(np.clip(rng.uniform(0.2, 0.95, 3), 0, 1))
+        mat = textured_material(f"obj_mat_{placed}", tint, rng.uniform(8, 20), rng.uniform(0, 10))
+        kind = ("box", "cylinder", "sphere")[placed % 3]
+        name = f"{kind}_{placed}"
+        if kind == "box":
+            h = rng.uniform(0.15, 0.5)
+            add_box(name, (xy[0], xy[1], h / 2), (size, size * rng.uniform(0.7, 1.3), h), mat, records,
+                    yaw_deg=rng.uniform(0, 90))
+        elif kind == "cylinder":
+            h = rng.uniform(0.2, 0.6)
+            add_cylinder(name, (xy[0], xy[1], h / 2), size / 2, h, mat, records)
+        else:
+            add_sphere(name, (xy[0], xy[1], size / 2), size / 2, mat, records)
+        placed += 1
+
+
+def _add_lights(rng: np.random.Generator) -> None:
+    sun_data = bpy.data.lights.new("sun", type="SUN")
+    sun_data.energy = 3.5
+    sun_data.angle = math.radians(1.0)
+    sun = bpy.data.objects.new("sun", sun_data)
+    bpy.context.scene.collection.objects.link(sun)
+    sun.rotation_euler = (math.radians(35), 0.0, rng.uniform(0, 2 * np.pi))
+    world = bpy.data.worlds.new("world")
+    world.use_nodes = True
+    bg = world.node_tree.nodes["Background"]
+    bg.inputs["Color"].default_value = (0.55, 0.6, 0.7, 1.0)
+    bg.inputs["Strength"].default_value = 0.6
+    bpy.context.scene.world = world
