@@ -1,0 +1,38 @@
+"""Splatstage for Blender: camera solve, product insertion and splat compositing through an
+out-of-process backend.
+
+Installed as a Blender extension (see ``blender_manifest.toml``) or imported as the
+``blender_addon`` package of a source checkout (tests, ``batch.py``).
+"""
+from __future__ import annotations
+
+try:
+    import bpy
+except ImportError:  # imported outside Blender: only the bpy-free ``core`` is usable
+    bpy = None
+
+if bpy is not None:
+    from . import operators, panels, preferences, properties
+    from .blender import link_state
+
+    classes = (
+        *properties.classes,
+        *preferences.classes,
+        *operators.classes,
+        *panels.classes,
+    )
+
+
+def register() -> None:
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    properties.register_props()
+    bpy.types.STATUSBAR_HT_header.append(panels.draw_status_bar)
+
+
+def unregister() -> None:
+    link_state.shutdown()
+    bpy.types.STATUSBAR_HT_header.remove(panels.draw_status_bar)
+    properties.unregister_props()
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,139 @@
+"""Sidebar panels (3D Viewport > Splatstage) and the status-bar progress."""
+from __future__ import annotations
+
+import bpy
+
+from .blender.link_state import STATE
+
+
+def _fmt_eta(eta) -> str:
+    if eta is None:
+        return ""
+    eta = int(round(float(eta)))
+    return f" - {eta // 60}:{eta % 60:02d} left" if eta >= 60 else f" - {eta}s left"
+
+
+def draw_job(layout, view) -> None:
+    """Progress bar with stage text and ETA, and a Cancel button, for one job."""
+    if view is None:
+        return
+    row = layout.row(align=True)
+    if view.status in ("submitted", "running"):
+        text = f"{view.stage}: {view.message}"[:60] + _fmt_eta(view.eta_s)
+        if hasattr(row, "progress"):
+            row.progress(factor=view.fraction, type="BAR", text=text)
+        else:
+            row.label(text=f"{100 * view.fraction:.0f}% {text}")
+        op = row.operator("splatstage.cancel_job", text="", icon="CANCEL")
+        op.tag = view.tag
+    elif view.status == "error":
+        layout.label(text=view.message[:80], icon="ERROR")
+    elif view.status == "cancelled":
+        layout.label(text="cancelled", icon="CANCEL")
+
+
+class _Panel:
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Splatstage"
+
+
+class SPLATSTAGE_PT_backend(_Panel, bpy.types.Panel):
+    bl_label = "Backend"
+
+    def draw(self, context):
+        layout = self.layout
+        icon = {"connected": "LINKED", "connecting": "SORTTIME"}.get(STATE.status, "UNLINKED")
+        layout.label(text=STATE.status.capitalize(), icon=icon)
+        if STATE.status == "connected":
+            w = STATE.welcome
+            layout.label(text=f"Device: {w.get('device', '?')}")
+            if w.get("gpu_memory_gb") is not None:
+                layout.label(text=f"GPU memory: {float(w['gpu_memory_gb']):.1f} GB")
+            layout.label(text=f"Server {w.get('server_version', '?')}, protocol {w.get('protocol_version', '?')}")
+            layout.operator("splatstage.disconnect")
+        else:
+            layout.operator("splatstage.connect")
+            if STATE.last_error:
+                layout.label(text=STATE.last_error[:80], icon="ERROR")
+        row = layout.row(align=True)
+        running = STATE.server_proc is not None and STATE.server_proc.poll() is None
+        row.operator("splatstage.start_backend", text="Restart Local" if running else "Start Local")
+        if running:
+            row.operator("splatstage.stop_backend", text="Stop Local")
+
+
+class SPLATSTAGE_PT_footage(_Panel, bpy.types.Panel):
+    bl_label = "Footage"
+
+    def draw(self, context):
+        s = context.scene.splatstage
+        col = self.layout.column()
+        col.prop(s, "video_path")
+        row = col.row(align=True)
+        row.prop(s, "frame_start")
+        row.prop(s, "frame_end")
+        row.prop(s, "stride")
+        col.operator("splatstage.load_footage")
+
+
+class SPLATSTAGE_PT_camera_solve(_Panel, bpy.types.Panel):
+    bl_label = "Camera Solve"
+
+    def draw(self, context):
+        s = context.scene.splatstage
+        col = self.layout.column()
+        col.prop(s, "solve_dir")
+        col.operator("splatstage.solve_cameras")
+        draw_job(col, STATE.job_of_kind("poses"))
+        col.operator("splatstage.import_cameras", text="Import cameras.json...")
+        if s.solve_summary:
+            col.label(text=s.solve_summary[:90], icon="INFO")
+
+
+class SPLATSTAGE_PT_product(_Panel, bpy.types.Panel):
+    bl_label = "Product"
+
+    def draw(self, context):
+        s = context.scene.splatstage
+        col = self.layout.column()
+        col.prop(s, "product_path")
+        col.prop(s, "product_size")
+        col.prop(s, "product_axis")
+        col.prop(s, "product_rotation")
+        col.operator("splatstage.insert_product")
+
+
+class _Placeholder(_Panel):
+    bl_options = {"DEFAULT_CLOSED"}
+    text = ""
+
+    def draw(self, context):
+        self.layout.label(text=self.text)
+
+
+class SPLATSTAGE_PT_reconstruction(_Placeholder, bpy.types.Panel):
+    bl_label = "Reconstruction"
+    text = "Gaussian-splat reconstruction: not available yet"
+
+
+class SPLATSTAGE_PT_stereo(_Placeholder, bpy.types.Panel):
+    bl_label = "Stereo"
+    text = "Stereo video: not available yet"
+
+
+class SPLATSTAGE_PT_render(_Placeholder, bpy.types.Panel):
+    bl_label = "Render"
+    text = "Splat + product render: not available yet"
+
+
+def draw_status_bar(self, context) -> None:
+    """Status-bar entry: the first running job's progress."""
+    jobs = STATE.active_jobs()
+    if not jobs:
+        return
+    draw_job(self.layout.row(), jobs[0])
+
+
+classes = (SPLATSTAGE_PT_backend, SPLATSTAGE_PT_footage, SPLATSTAGE_PT_camera_solve, SPLATSTAGE_PT_product,
+           SPLATSTAGE_PT_reconstruction, SPLATSTAGE_PT_stereo, SPLATSTAGE_PT_render)
