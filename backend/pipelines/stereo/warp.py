@@ -1,0 +1,181 @@
+"""Forward warping with z-buffered bilinear splatting.
+
+A source pixel whose centre is at ``(x + 0.5, y + 0.5)`` moves to ``(x + dx, y + dy)`` and
+spreads its colour over the (up to) four target pixels around that point with bilinear
+weights. Every target pixel keeps only the contributions whose depth key ``z`` lies within
+``z_tol`` of the largest key that reached it (the z-buffer; a larger key is nearer: the
+warps here use disparity as the key), and averages them by weight.
+
+The same function runs on numpy arrays (CPU) and on torch tensors (CPU or CUDA); the result
+has the type of ``image``.
+
+For a rectified pair with ``x_right = x_left - d`` the right eye is
+``forward_warp(left, -disparity, z=disparity)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+try:  # torch is optional for the CPU path
+    import torch
+except ImportError:  # pragma: no cover - torch is a project dependency
+    torch = None
+
+#: Target pixels whose splat weight is below this receive nothing: they are holes.
+MIN_WEIGHT = 1e-3
+
+
+@dataclass
+class Warped:
+    """Result of a forward warp.
+
+    ``image`` (H, W, C) float32 averaged colour (0 in holes), ``weight`` (H, W) summed splat
+    weight of the accepted contributions, ``z`` (H, W) the z-buffer (``-inf`` in holes) and
+    ``hole`` (H, W) bool, True where nothing landed.
+    """
+
+    image: Any
+    weight: Any
+    z: Any
+    hole: Any
+
+
+def _is_torch(a) -> bool:
+    return torch is not None and isinstance(a, torch.Tensor)
+
+
+def forward_warp(image, dx, z=None, dy=None, valid=None, z_tol: float = 1.0) -> Warped:
+    """Warp ``image`` (H, W, C) or (H, W) by per-pixel displacements ``dx`` (and ``dy``).
+
+    ``z`` is the per-pixel depth key (larger = nearer; defaults to 0 everywhere, i.e. plain
+    averaging); ``valid`` (H, W) bool excludes source pixels (unknown depth). ``dy=None``
+    means a purely horizontal warp (two taps per pixel instead of four).
+    """
+    if _is_torch(image):
+        return _warp_torch(image, dx, z, dy, valid, z_tol)
+    return _warp_numpy(np.asarray(image), dx, z, dy, valid, z_tol)
+
+
+def _taps(x, y, dx, dy, xp_floor):
+    """Target pixel indices and bilinear weights of every source pixel (pixel-centre convention)."""
+    tx = x + dx  # continuous target coordinate of the source centre, minus 0.5
+    x0 = xp_floor(tx)
+    fx = tx - x0
+    if dy is None:
+        return [(x0, y, 1.0 - fx), (x0 + 1, y, fx)]
+    ty = y + dy
+    y0 = xp_floor(ty)
+    fy = ty - y0
+    return [
+        (x0, y0, (1.0 - fx) * (1.0 - fy)),
+        (x0 + 1, y0, fx * (1.0 - fy)),
+        (x0, y0 + 1, (1.0 - fx) * fy),
+        (x0 + 1, y0 + 1, fx * fy),
+    ]
+
+
+def _warp_numpy(image, dx, z, dy, valid, z_tol) -> Warped:
+    squeeze = image.ndim == 2
+    img = image[..., None] if squeeze else image
+    h, w, c = img.shape
+    img = img.reshape(-1, c).astype(np.float32, copy=False)
+    dx = np.asarray(dx, np.float32)
+    if dx.shape != (h, w):
+        raise ValueError(f"forward_warp: dx has shape {dx.shape}, expected {(h, w)}")
+    z = np.zeros((h, w), np.float32) if z is None else np.asarray(z, np.float32)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    dyv = None if dy is None else np.asarray(dy, np.float32)
+    keep = np.isfinite(dx) & np.isfinite(z)
+    if dyv is not None:
+        keep &= np.isfinite(dyv)
+    if valid is not None:
+        keep &= np.asarray(valid, bool)
+    src = np.flatnonzero(keep.ravel())
+    xs, ys, dxs, zs = xs.ravel()[src], ys.ravel()[src], dx.ravel()[src], z.ravel()[src]
+    dys = None if dyv is None else dyv.ravel()[src]
+    tis, wts, srcs, zks = [], [], [], []
+    for tx, ty, wt in _taps(xs, ys, dxs, dys, np.floor):
+        ok = (tx >= 0) & (tx < w) & (ty >= 0) & (ty < h) & (wt > 0)
+        tis.append((ty[ok].astype(np.int64) * w + tx[ok].astype(np.int64)))
+        wts.append(wt[ok])
+        srcs.append(src[ok])
+        zks.append(zs[ok])
+    ti = np.concatenate(tis)
+    wt = np.concatenate(wts).astype(np.float32)
+    si = np.concatenate(srcs)
+    zk = np.concatenate(zks)
+    n = h * w
+    zbuf = np.full(n, -np.inf, np.float32)
+    np.maximum.at(zbuf, ti, zk)
+    acc = zk >= zbuf[ti] - z_tol
+    ti, wt, si = ti[acc], wt[acc], si[acc]
+    weight = np.bincount(ti, weights=wt, minlength=n).astype(np.float32)
+    out = np.empty((n, c), np.float32)
+    for ch in range(c):
+        out[:, ch] = np.bincount(ti, weights=wt * img[si, ch], minlength=n)
+    hole = weight < MIN_WEIGHT
+    out /= np.where(hole, 1.0, weight)[:, None]
+    out[hole] = 0.0
+    zbuf[hole] = -np.inf
+    out = out.reshape(h, w, c)
+    if squeeze:
+        out = out[..., 0]
+    return Warped(out, weight.reshape(h, w), zbuf.reshape(h, w), hole.reshape(h, w))
+
+
+def _warp_torch(image, dx, z, dy, valid, z_tol) -> Warped:
+    dev = image.device
+    squeeze = image.ndim == 2
+    img = image[..., None] if squeeze else image
+    h, w, c = img.shape
+    img = img.reshape(-1, c).float()
+    dx = torch.as_tensor(dx, device=dev, dtype=torch.float32)
+    if tuple(dx.shape) != (h, w):
+        raise ValueError(f"forward_warp: dx has shape {tuple(dx.shape)}, expected {(h, w)}")
+    z = torch.zeros((h, w), device=dev) if z is None else torch.as_tensor(z, device=dev, dtype=torch.float32)
+    ys, xs = torch.meshgrid(torch.arange(h, device=dev, dtype=torch.float32),
+                            torch.arange(w, device=dev, dtype=torch.float32), indexing="ij")
+    dyv = None if dy is None else torch.as_tensor(dy, device=dev, dtype=torch.float32)
+    keep = torch.isfinite(dx) & torch.isfinite(z)
+    if dyv is not None:
+        keep &= torch.isfinite(dyv)
+    if valid is not None:
+        keep &= torch.as_tensor(valid, device=dev, dtype=torch.bool)
+    src = torch.nonzero(keep.reshape(-1), as_tuple=True)[0]
+    xs, ys, dxs, zs = xs.reshape(-1)[src], ys.reshape(-1)[src], dx.reshape(-1)[src], z.reshape(-1)[src]
+    dys = None if dyv is None else dyv.reshape(-1)[src]
+    tis, wts, srcs, zks = [], [], [], []
+    for tx, ty, wt in _taps(xs, ys, dxs, dys, torch.floor):
+        ok = (tx >= 0) & (tx < w) & (ty >= 0) & (ty < h) & (wt > 0)
+        tis.append(ty[ok].long() * w + tx[ok].long())
+        wts.append(wt[ok])
+        srcs.append(src[ok])
+        zks.append(zs[ok])
+    ti = torch.cat(tis)
+    wt = torch.cat(wts)
+    si = torch.cat(srcs)
+    zk = torch.cat(zks)
+    n = h * w
+    zbuf = torch.full((n,), -float("inf"), device=dev)
+    zbuf.scatter_reduce_(0, ti, zk, reduce="amax", include_self=True)
+    acc = zk >= zbuf[ti] - z_tol
+    ti, wt, si = ti[acc], wt[acc], si[acc]
+    weight = torch.zeros(n, device=dev).index_add_(0, ti, wt)
+    out = torch.zeros((n, c), device=dev).index_add_(0, ti, img[si] * wt[:, None])
+    hole = weight < MIN_WEIGHT
+    out = out / torch.where(hole, torch.ones_like(weight), weight)[:, None]
+    out[hole] = 0.0
+    zbuf[hole] = -float("inf")
+    out = out.reshape(h, w, c)
+    if squeeze:
+        out = out[..., 0]
+    return Warped(out, weight.reshape(h, w), zbuf.reshape(h, w), hole.reshape(h, w))
+
+
+def warp_right(left, disparity, valid=None, z_tol: float = 1.0) -> Warped:
+    """The right eye of a rectified pair from the left image and its disparity (``x_r = x_l - d``)."""
+    neg = -disparity
+    return forward_warp(left, neg, z=disparity, valid=valid, z_tol=z_tol)
