@@ -191,13 +191,13 @@ def rotation_to_z_up(up: np.ndarray) -> np.ndarray:
     if n == 0.0:
         raise ValueError("up: zero vector has no direction")
     a = up / n
-    z = np.array([0.0, 0.0, 1.0])
-    c = float(a @ z)
-    v = np.cross(a, z)
-    if c < -1.0 + 1e-12:
-        return np.diag([1.0, -1.0, -1.0])
-    vx = np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
-    return np.eye(3) + vx + vx @ vx / (1.0 + c)
+    v = np.array([a[1], -a[0], 0.0])  # a x Z, exact
+    s = float(np.hypot(a[0], a[1]))  # sin(angle)
+    if s == 0.0:
+        return np.eye(3) if a[2] > 0.0 else np.diag([1.0, -1.0, -1.0])
+    k = v / s
+    kx = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    return np.eye(3) + s * kx + (1.0 - float(a[2])) * (kx @ kx)
 
 
 def transform_poses(world_from_old: np.ndarray, c2w: np.ndarray) -> np.ndarray:
