@@ -57,6 +57,9 @@ CASES = {
     "portrait_offset": (1080, 1920, 50, lambda i: 1650.0, (521.5, 1004.2)),
 }
 
+# frames the solve could not register: not keyed, so excluded from the exact comparison
+UNREGISTERED = {"landscape_offset_zoom": (30,)}
+
 
 def make_case(tmp: Path, name: str, rng) -> tuple[Path, Path, np.ndarray]:
     w, h, n, focal, (cx, cy) = CASES[name]
@@ -68,10 +71,11 @@ def make_case(tmp: Path, name: str, rng) -> tuple[Path, Path, np.ndarray]:
         eye = (6.0 * np.cos(a), 6.0 * np.sin(a), 1.5 + 0.8 * np.sin(3 * a))
         m = roll(look_at(eye, (0.1, -0.2, 0.3)), 0.4 * np.sin(2 * a) + (np.pi if name == "portrait_offset" else 0))
         f = focal(i)
-        frames.append({"frame": i, "source": i, "matrix_world": m.tolist(), "focal_px": f,
-                       "principal_point_px": [cx, cy], "registered": True, "reproj_error_px": 0.2})
+        registered = i not in UNREGISTERED.get(name, ())
+        frames.append({"frame": i, "source": str(i), "matrix_world": m.tolist(), "focal_px": f,
+                       "principal_point_px": [cx, cy], "registered": registered,
+                       "reproj_error_px": 0.2 if registered else None})
         expected.append(project(m, f, cx, cy, pts))
-    # one unregistered frame in the middle of the clip must not be keyed
     doc = {"version": 1, "convention": "blender", "width": w, "height": h, "fps": 29.97,
            "frames": frames, "distortion": {"model": "radial2", "k1": 0.0, "k2": 0.0},
            "ground_plane": {"point": [0, 0, 0], "normal": [0, 0, 1]}, "stats": {}}
@@ -104,7 +108,9 @@ def test_points_project_to_expected_pixels_on_every_frame(imported, name):
     r = res[name]
     expected = truth[name]
     assert r["pix"].shape == expected.shape, "one projection per frame and point"
-    err = np.abs(r["pix"] - expected).max()
+    keyed = np.setdiff1d(np.arange(len(expected)), UNREGISTERED.get(name, ()))
+    assert list(r["keys"]) == [len(keyed)] * 7, "one key per registered frame on each channel"
+    err = np.abs(r["pix"][keyed] - expected[keyed]).max()
     assert err < TOL_PX, f"max reprojection difference {err:.5f} px"
 
 
@@ -124,7 +130,6 @@ def test_half_frames_interpolate_between_neighbour_orientations(imported, name):
     between the keys' directions; a sign flip would swing it far outside."""
     res, truth = imported
     w, h, n, focal, (cx, cy) = CASES[name]
-    rng = np.random.default_rng(7)
     fwd_half = res[name]["fwd_half"]
     # keyed view directions, recomputed from the same analytic trajectory
     fwd = []
@@ -133,7 +138,60 @@ def test_half_frames_interpolate_between_neighbour_orientations(imported, name):
         eye = np.array((6.0 * np.cos(a), 6.0 * np.sin(a), 1.5 + 0.8 * np.sin(3 * a)))
         fwd.append(-look_at(eye, (0.1, -0.2, 0.3))[:3, 2])
     fwd = np.array(fwd)
-    del rng
     step = np.arccos(np.clip(np.einsum("ij,ij->i", fwd[1:], fwd[:-1]), -1, 1))
     to_prev = np.arccos(np.clip(np.einsum("ij,ij->i", fwd_half / np.linalg.norm(fwd_half, axis=1)[:, None], fwd[:-1]), -1, 1))
     assert np.all(to_prev <= step + 1e-4)
+
+
+def write_ply(path: Path, xyz: np.ndarray, rgb: np.ndarray) -> None:
+    rec = np.empty(len(xyz), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
+                                   ("red", "u1"), ("green", "u1"), ("blue", "u1")])
+    rec["x"], rec["y"], rec["z"] = xyz.T
+    rec["red"], rec["green"], rec["blue"] = rgb.T
+    header = (f"ply\nformat binary_little_endian 1.0\nelement vertex {len(xyz)}\n"
+              "property float x\nproperty float y\nproperty float z\n"
+              "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n")
+    path.write_bytes(header.encode() + rec.tobytes())
+
+
+def write_video(path: Path, w: int, h: int, n: int) -> None:
+    import imageio_ffmpeg
+
+    gen = imageio_ffmpeg.write_frames(str(path), (w, h), fps=25, codec="libx264", macro_block_size=1,
+                                      output_params=["-pix_fmt", "yuv420p"])
+    gen.send(None)
+    for i in range(n):
+        gen.send(np.full((h, w, 3), 10 * i, dtype=np.uint8).tobytes())
+    gen.close()
+
+
+def test_points_video_and_ground_plane(tmp_path):
+    pytest.importorskip("imageio_ffmpeg")
+    w, h, n = 96, 64, 6
+    mats = [look_at((5.0 * np.cos(a), 5.0 * np.sin(a), 1.0), (0, 0, 0)) for a in np.linspace(0, 1, n)]
+    normal = np.array([0.1, -0.2, 1.0]) / np.linalg.norm([0.1, -0.2, 1.0])
+    doc = {"version": 1, "convention": "blender", "width": w, "height": h, "fps": 25.0,
+           "frames": [{"frame": i, "source": str(i), "matrix_world": m.tolist(), "focal_px": 80.0,
+                       "principal_point_px": [48.0, 32.0]} for i, m in enumerate(mats)],
+           "ground_plane": {"point": [0.0, 0.0, -0.5], "normal": normal.tolist()}}
+    (tmp_path / "cameras.json").write_text(json.dumps(doc))
+    rng = np.random.default_rng(1)
+    xyz = rng.normal(size=(500, 3)).astype(np.float32)
+    rgb = rng.integers(0, 256, size=(500, 3), dtype=np.uint8)
+    write_ply(tmp_path / "points.ply", xyz, rgb)
+    write_video(tmp_path / "clip.mp4", w, h, n)
+    out = tmp_path / "out.json"
+    run_script("import_solve_extras.py", out, tmp_path / "cameras.json", tmp_path / "points.ply",
+               tmp_path / "clip.mp4", user_dir=tmp_path / "user")
+    r = json.loads(out.read_text())
+    assert np.allclose(r["points"], xyz, atol=0)
+    assert np.array_equal(np.array(r["colors"]), rgb)
+    assert np.allclose(r["ground_normal"], normal, atol=1e-6)
+    assert np.allclose(r["ground_origin"], [0, 0, -0.5], atol=1e-6)
+    assert r["shadow_catcher"] is True
+    assert r["bg_source"] == "MOVIE_CLIP" and r["show_bg"]
+    assert Path(r["clip_path"]).resolve() == (tmp_path / "clip.mp4").resolve()
+    assert r["clip_start"] == 1 and r["clip_size"] == [w, h]
+    assert r["frame_range"] == [1, n]
+    assert "bad.json" in r["bad_error"] and "height: missing" in r["bad_error"]
+    assert r["objects_added_by_bad"] == 0

@@ -28,7 +28,8 @@ def configure_scene(scene, track: CameraTrack, frame_offset: int) -> None:
     scene.render.resolution_percentage = 100
     scene.render.pixel_aspect_x = 1.0
     scene.render.pixel_aspect_y = 1.0
-    scene.render.fps, scene.render.fps_base = camera_math.fps_to_blender(track.fps)
+    if track.fps > 0:
+        scene.render.fps, scene.render.fps_base = camera_math.fps_to_blender(track.fps)
     vf = track.video_frames
     scene.frame_start = int(frame_offset + vf.min())
     scene.frame_end = int(frame_offset + vf.max())

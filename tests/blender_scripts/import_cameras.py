@@ -35,14 +35,20 @@ for case, (cam_json, pts_path) in enumerate(zip(rest[0::2], rest[1::2])):
         if i + 1 < len(frames):
             scene.frame_set(f, subframe=0.5)
             fwd_half[i] = np.array(cam.matrix_world.to_3x3() @ Vector((0, 0, -1)))
-    fc_count = 0
-    action = cam.animation_data.action
+    anim = cam.animation_data
+    if bpy.app.version >= (4, 4):
+        from bpy_extras.anim_utils import animdata_get_channelbag_for_assigned_slot
+        fcurves = animdata_get_channelbag_for_assigned_slot(anim).fcurves
+    else:
+        fcurves = anim.action.fcurves
+    keyed = {(fc.data_path, fc.array_index): len(fc.keyframe_points) for fc in fcurves}
     results[f"pix{case}"] = pix
     results[f"fwd_half{case}"] = fwd_half
     results[f"frames{case}"] = np.array(frames)
     results[f"res{case}"] = np.array([w, h, scene.render.fps, scene.render.fps_base])
     results[f"lens{case}"] = np.array([cam.data.lens, cam.data.sensor_width])
-    results[f"keys{case}"] = np.array([len(frames)])
+    results[f"keys{case}"] = np.array([keyed[("location", i)] for i in range(3)]
+                                      + [keyed[("rotation_quaternion", i)] for i in range(4)])
 np.savez(out_path, **results)
 blender_addon.unregister()
 print("ok")

@@ -1,0 +1,54 @@
+"""Import cameras.json with points.ply and a video through the operator; report the scene.
+
+usage: python import_solve_extras.py OUT.json CAMERAS.json POINTS.ply VIDEO
+"""
+import json
+import sys
+
+import bpy
+import numpy as np
+
+import blender_addon
+
+out_path, cams, pts, video = sys.argv[1:5]
+blender_addon.register()
+bpy.ops.wm.read_factory_settings(use_empty=True)
+scene = bpy.context.scene
+res = bpy.ops.splatstage.import_cameras(filepath=cams, points_path=pts, video_path=video)
+assert res == {"FINISHED"}, res
+cam = scene.camera
+points = next(o for o in scene.objects if o.type == "MESH" and len(o.data.vertices) and not o.data.polygons)
+ground = next(o for o in scene.objects if o.get("splatstage_ground"))
+co = np.empty(len(points.data.vertices) * 3, dtype=np.float32)
+points.data.vertices.foreach_get("co", co)
+col = points.data.color_attributes["Col"]
+rgba = np.empty(len(col.data) * 4, dtype=np.float32)
+col.data.foreach_get("color_srgb", rgba)
+bg = cam.data.background_images[0]
+gw = np.array(ground.matrix_world)
+out = {
+    "points": co.reshape(-1, 3).tolist(),
+    "colors": np.round(rgba.reshape(-1, 4)[:, :3] * 255).astype(int).tolist(),
+    "ground_normal": (gw[:3, :3] @ [0, 0, 1]).tolist(),
+    "ground_origin": gw[:3, 3].tolist(),
+    "shadow_catcher": bool(ground.is_shadow_catcher),
+    "bg_source": bg.source,
+    "clip_path": bpy.path.abspath(bg.clip.filepath),
+    "clip_start": bg.clip.frame_start,
+    "clip_size": list(bg.clip.size),
+    "show_bg": cam.data.show_background_images,
+    "frame_range": [scene.frame_start, scene.frame_end],
+    "objects_in_collection": sorted(o.name for o in cam.users_collection[0].objects),
+}
+# an invalid file: clear error, nothing added
+n_before = len(bpy.data.objects)
+bad = cams + ".bad.json"
+open(bad, "w").write('{"version": 1, "convention": "blender", "width": 10}')
+try:
+    bpy.ops.splatstage.import_cameras(filepath=bad)
+    out["bad_error"] = ""
+except RuntimeError as exc:
+    out["bad_error"] = str(exc)
+out["objects_added_by_bad"] = len(bpy.data.objects) - n_before
+json.dump(out, open(out_path, "w"))
+blender_addon.unregister()
