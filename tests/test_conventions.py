@@ -10,7 +10,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -391,6 +390,7 @@ def test_real_herz_jesus_cameras_through_blender_z_up():
 
 # --------------------------------------------------------------------------- real Blender
 
+OBJECT_SCALE = np.diag([2.0, 0.5, 4.0, 1.0])  # powers of two: exact in float32
 BPY_PYTHON = Path(os.environ.get("SPLATSTAGE_BPY_PYTHON", "/tmp/probe-venv/bin/python"))
 
 _BPY_SCRIPT = textwrap.dedent(
@@ -503,7 +503,7 @@ def blender_results(tmp_path_factory):
         mw = cv.c2w_opencv_to_blender(c2w).astype(np.float32).astype(float)
         job["projected"].append({
             "camera": cv.intrinsics_to_blender(intr, fit).to_dict(),
-            "matrix_world": mw.tolist(),
+            "matrix_world": (mw @ OBJECT_SCALE).tolist(),  # Blender must ignore the camera's scale
             "points": pts.tolist(),
         })
         uv_cv, _ = cv.project_opencv(pts, intr.K, np.linalg.inv(cv.c2w_blender_to_opencv(mw)))
@@ -515,7 +515,7 @@ def blender_results(tmp_path_factory):
         disc_cam = np.c_[radius * np.cos(a), radius * np.sin(a), np.zeros(64)] + centre
         job["rendered"].append({
             "camera": cv.intrinsics_to_blender(intr).to_dict(),
-            "matrix_world": cv.c2w_opencv_to_blender(c2w).tolist(),
+            "matrix_world": (cv.c2w_opencv_to_blender(c2w) @ OBJECT_SCALE).tolist(),
             "disc": cv.transform_points(c2w, disc_cam).tolist(),
         })
         uv_c, _ = cv.project_opencv(cv.transform_points(c2w, np.array(centre)), intr.K, cv.invert_pose(c2w))
