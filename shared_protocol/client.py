@@ -250,6 +250,7 @@ class Client:
         self._watching.add(job_id)
         deadline = None if timeout is None else time.monotonic() + timeout
         silence = silence_timeout or 4 * self.heartbeat_s + 1.0
+        self._send(Message("status", {"watch": True}, job_id=job_id))  # also covers jobs finished meanwhile
         self._last_heard = time.monotonic()
         while True:
             if deadline is not None and time.monotonic() > deadline:

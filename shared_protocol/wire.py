@@ -32,6 +32,7 @@ class ProtocolError(ValueError):
         super().__init__(f"{field_name}: {problem}")
         self.field = field_name
         self.code = code
+        self.msg_id: str | None = None  # set when the header's msg_id was readable
 
 
 @dataclass
@@ -67,7 +68,7 @@ def encode(msg: Message) -> list:
     for name, arr in msg.arrays.items():
         arr = np.asarray(arr)
         arr, code = _wire_dtype(arr)
-        arr = np.ascontiguousarray(arr)
+        arr = np.ascontiguousarray(arr).reshape(arr.shape)  # keeps 0-d arrays 0-d
         descriptors.append({"name": str(name), "dtype": code, "shape": list(arr.shape)})
         frames.append(arr if arr.nbytes > ZERO_COPY_THRESHOLD else arr.tobytes())
     header = {
@@ -123,6 +124,15 @@ def decode(frames: list, max_bytes: int | None = None) -> Message:
         raise ProtocolError("header", f"not valid UTF-8 JSON ({type(exc).__name__})") from None
     if not isinstance(header, dict):
         raise ProtocolError("header", "must be a JSON object")
+    try:
+        return _decode_header(header, views, frames)
+    except ProtocolError as exc:
+        mid = header.get("msg_id")
+        exc.msg_id = mid if isinstance(mid, str) and _ID_RE.match(mid) else None
+        raise
+
+
+def _decode_header(header: dict, views: list, frames: list) -> Message:
     check_version(header.get("protocol"))
     mtype = header.get("type")
     if not isinstance(mtype, str) or not (1 <= len(mtype) <= 32):

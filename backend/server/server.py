@@ -166,7 +166,8 @@ class Server:
             msg = decode(frames[1:], self.config.max_message_bytes)
             content = validate(msg)
         except ProtocolError as exc:
-            self._send(identity, error(exc.code, str(exc), _hint(exc.code)))
+            parent = exc.msg_id if exc.msg_id else None
+            self._send(identity, error(exc.code, str(exc), _hint(exc.code), parent=parent))
             return
         handler = getattr(self, f"_on_{msg.type}", None)
         if handler is None:
