@@ -90,7 +90,7 @@ def textured_material(name: str, tint, scale: float, seed: float, roughness: flo
     return mat
 
 
-def emissive_material(name: str, colour, strength: float = 4.0):
+def emissive_material(name: str, colour, strength: float = 1.0):
     """Pure emission: renders as a flat saturated colour under the Standard view transform."""
     mat = bpy.data.materials.new(name)
     nt, out = _nodes(mat)
@@ -99,6 +99,12 @@ def emissive_material(name: str, colour, strength: float = 4.0):
     em.inputs["Strength"].default_value = strength
     nt.links.new(em.outputs["Emission"], out.inputs["Surface"])
     return mat
+
+
+def _camera_only(obj) -> None:
+    """Seen by camera rays only: casts no shadow and lights nothing, so its image is exact."""
+    for ray in ("diffuse", "glossy", "transmission", "volume_scatter", "shadow"):
+        setattr(obj, f"visible_{ray}", False)
 
 
 def _finish(obj, mat, kind, role, centre, size, bbox_min, bbox_max, records):
@@ -164,7 +170,8 @@ def build_scene(seed: int, occluder: bool = False, room_half: float = 4.0,
             textured_material("box_a_mat", (0.9, 0.55, 0.3), 12.0, rng.uniform(0, 10)), records)
     marker_mat = emissive_material("marker_mat", MARKER_COLOUR)
     for i, c in enumerate(MARKERS):
-        add_sphere(f"marker_{i}", c, MARKER_RADIUS, marker_mat, records, role="marker", segments=32)
+        add_sphere(f"marker_{i}", c, MARKER_RADIUS, marker_mat, records, role="marker", segments=64)
+        _camera_only(bpy.context.active_object)
     if occluder:
         c = OCCLUDER
         add_cylinder("occluder", c["centre"], c["radius"], c["height"],
