@@ -94,6 +94,8 @@ class Client:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        sock.setsockopt(zmq.SNDBUF, 8 << 20)
+        sock.setsockopt(zmq.RCVBUF, 8 << 20)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
         if self.server_public_key is not None:
             public, secret = self.client_keys or zmq.curve_keypair()
