@@ -1,0 +1,68 @@
+"""``splatstage demo`` / ``make demo``: the main job on the embedded sample.
+
+The sample (``backend/samples/``) is a short clip and a product model that the project
+generates itself. The demo runs every stage that this installation provides, in order:
+camera solve, reconstruction, and the product composite. Without a GPU it uses smaller
+settings and says so.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import time
+from pathlib import Path
+
+from backend.progress import JobError
+
+SAMPLES = Path(__file__).resolve().parent / "samples"
+SAMPLE_CLIP = SAMPLES / "sample_clip.mp4"
+SAMPLE_PRODUCT = SAMPLES / "product.glb"
+
+
+def _has(kind: str) -> bool:
+    return importlib.util.find_spec(f"backend.jobs.{kind}") is not None
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def run_demo(output: Path, backend: str | None = None) -> int:
+    from backend.cli import main as cli
+
+    if not SAMPLE_CLIP.is_file():
+        raise JobError(f"the embedded sample clip {SAMPLE_CLIP} is missing", "not_found",
+                       "regenerate it with: python -m backend.samples.make_sample")
+    output = Path(output).resolve()
+    gpu = _cuda()
+    print(f"splatstage demo: sample {SAMPLE_CLIP.name}; output in {output}")
+    if not gpu:
+        print("splatstage demo: no CUDA GPU found: running on the CPU with reduced settings "
+              "(fewer training steps, lower resolution)")
+    extra = ["--backend", backend] if backend else []
+    t0 = time.monotonic()
+    steps: list[tuple[str, list[str]]] = [("poses", ["poses", str(SAMPLE_CLIP), "-o", str(output / "solve")])]
+    if _has("reconstruct"):
+        recon = ["reconstruct", str(output / "solve"), "-o", str(output / "splats")]
+        recon += [] if gpu else ["--steps", "300", "--device", "cpu"]
+        steps.append(("reconstruct", recon))
+    if _has("composite") and SAMPLE_PRODUCT.is_file():
+        comp = ["composite", str(SAMPLE_CLIP), str(SAMPLE_PRODUCT), "-o", str(output / "composite.mp4")]
+        steps.append(("composite", comp + ([] if gpu else ["--preview"])))
+    for name, argv in steps:
+        code = cli(argv + extra)
+        if code != 0:
+            return code
+    print(f"splatstage demo: finished in {time.monotonic() - t0:.0f} s; results in {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-o", "--output", type=Path, default=Path("out/demo"))
+    raise SystemExit(run_demo(ap.parse_args().output))
