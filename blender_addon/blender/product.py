@@ -54,21 +54,23 @@ def draco_available() -> bool:
 
 
 def id_collections() -> dict[str, bpy.types.bpy_prop_collection]:
-    """Every ``bpy.data`` collection of IDs, by attribute name."""
+    """Every ``bpy.data`` collection of IDs (objects, meshes, images, actions, ...), by name."""
     out = {}
-    for name in dir(bpy.data):
-        if name.startswith("_") or name in ("window_managers", "screens", "workspaces"):
+    for prop in bpy.data.bl_rna.properties:
+        if prop.type != "COLLECTION" or prop.identifier in ("window_managers", "screens", "workspaces"):
             continue
-        coll = getattr(bpy.data, name, None)
-        if isinstance(coll, bpy.types.bpy_prop_collection) and len(coll) and isinstance(coll[0], bpy.types.ID):
-            out[name] = coll
-        elif isinstance(coll, bpy.types.bpy_prop_collection) and name in _EMPTY_OK:
-            out[name] = coll
+        fixed = getattr(prop, "fixed_type", None)
+        if fixed is not None and _is_id_type(fixed.bl_rna):
+            out[prop.identifier] = getattr(bpy.data, prop.identifier)
     return out
 
 
-_EMPTY_OK = {"objects", "meshes", "materials", "images", "textures", "actions", "armatures", "cameras",
-             "lights", "collections", "node_groups", "curves", "shape_keys", "scenes", "worlds"}
+def _is_id_type(struct) -> bool:
+    while struct is not None:
+        if struct.identifier == "ID":
+            return True
+        struct = struct.base
+    return False
 
 
 def data_snapshot() -> dict[str, set[int]]:
@@ -120,6 +122,11 @@ def _evaluated_bounds(objs) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
+def _importer_helper(obj) -> bool:
+    """Objects the glTF importer keeps out of the scene (e.g. bone shapes in 'glTF_not_exported')."""
+    return bool(obj.users_collection) and all(c.name.startswith("glTF_not_exported") for c in obj.users_collection)
+
+
 def ground_of(scene) -> tuple[np.ndarray, np.ndarray]:
     """(point, normal) of the scene's Splatstage ground plane, else the world XY plane."""
     for obj in scene.objects:
@@ -165,7 +172,8 @@ def insert_product(context, filepath: str | Path, *, dimension: float, axis: str
             raise ProductError(f"{path}: glTF import failed ({msg})") from None
         if result != {"FINISHED"}:
             raise ProductError(f"{path}: glTF import was cancelled")
-        new_objs = [o for o in bpy.data.objects if o.session_uid not in before["objects"]]
+        new_objs = [o for o in bpy.data.objects if o.session_uid not in before["objects"]
+                    and not _importer_helper(o)]
         if not new_objs:
             raise ProductError(f"{path}: the file contains no objects")
         lo, hi = _evaluated_bounds(new_objs)
@@ -198,12 +206,14 @@ def insert_product(context, filepath: str | Path, *, dimension: float, axis: str
         return root
     except BaseException:
         _rollback(before)
+        context.view_layer.update()
         for k, v in saved.items():
             if k.startswith("render."):
                 setattr(scene.render, k[7:], v)
             else:
                 setattr(scene, k, v)
         for o in context.view_layer.objects:
-            o.select_set(o in sel)
+            if o is not None:
+                o.select_set(o in sel)
         context.view_layer.objects.active = active
         raise
