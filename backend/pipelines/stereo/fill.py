@@ -86,7 +86,7 @@ def fill_background(image, hole, z, margin: int = 1):
     return out
 
 
-def inpaint_background(image, hole, z, radius: int = 3, fg_gap: float = 1.0, reach: int = 4):
+def inpaint_background(image, hole, z, radius: int = 5, fg_gap: float = 1.0, reach: int = 4):
     """Depth-aware OpenCV inpainting: the foreground edge is hidden from the inpainter.
 
     Valid pixels within ``reach`` px of a hole that are nearer (z larger by more than

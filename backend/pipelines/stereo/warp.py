@@ -4,7 +4,9 @@ A source pixel whose centre is at ``(x + 0.5, y + 0.5)`` moves to ``(x + dx, y +
 spreads its colour over the (up to) four target pixels around that point with bilinear
 weights. Every target pixel keeps only the contributions whose depth key ``z`` lies within
 ``z_tol`` of the largest key that reached it (the z-buffer; a larger key is nearer: the
-warps here use disparity as the key), and averages them by weight.
+warps here use disparity as the key), and averages them by weight. Neighbouring pixels of one
+surface differ in disparity by its slope (well under 0.5 px per px except at grazing angles),
+while a depth edge is a jump, so ``z_tol = 0.5`` px separates them.
 
 The same function runs on numpy arrays (CPU) and on torch tensors (CPU or CUDA); the result
 has the type of ``image``.
@@ -47,7 +49,7 @@ def _is_torch(a) -> bool:
     return torch is not None and isinstance(a, torch.Tensor)
 
 
-def forward_warp(image, dx, z=None, dy=None, valid=None, z_tol: float = 1.0) -> Warped:
+def forward_warp(image, dx, z=None, dy=None, valid=None, z_tol: float = 0.5) -> Warped:
     """Warp ``image`` (H, W, C) or (H, W) by per-pixel displacements ``dx`` (and ``dy``).
 
     ``z`` is the per-pixel depth key (larger = nearer; defaults to 0 everywhere, i.e. plain
@@ -175,7 +177,7 @@ def _warp_torch(image, dx, z, dy, valid, z_tol) -> Warped:
     return Warped(out, weight.reshape(h, w), zbuf.reshape(h, w), hole.reshape(h, w))
 
 
-def warp_right(left, disparity, valid=None, z_tol: float = 1.0) -> Warped:
+def warp_right(left, disparity, valid=None, z_tol: float = 0.5) -> Warped:
     """The right eye of a rectified pair from the left image and its disparity (``x_r = x_l - d``)."""
     neg = -disparity
     return forward_warp(left, neg, z=disparity, valid=valid, z_tol=z_tol)
