@@ -1,0 +1,39 @@
+"""Create an animated camera from a nerfstudio camera_path.json and record, per frame, its
+world matrix and where a test point projects (world_to_camera_view); then export the camera
+again and check the re-exported file reads back to the same path.
+
+usage: python camera_path_camera.py CAMERA_PATH.json OUT.json FRAME_START
+"""
+import json
+import sys
+
+import bpy
+import numpy as np
+from bpy_extras.object_utils import world_to_camera_view
+from mathutils import Vector
+
+from blender_addon import camera_paths, camera_paths_bpy
+
+src, out, frame_start = sys.argv[1], sys.argv[2], int(sys.argv[3])
+bpy.ops.wm.read_factory_settings(use_empty=True)
+scene = bpy.context.scene
+cam = camera_paths_bpy.import_nerfstudio(src, frame_start=frame_start)
+assert scene.camera == cam
+point = Vector((0.25, 0.08, 0.34))
+frames = list(range(scene.frame_start, scene.frame_end + 1))
+w, h = scene.render.resolution_x, scene.render.resolution_y
+mats, uv = [], []
+for f in frames:
+    scene.frame_set(f)
+    mats.append([list(r) for r in cam.matrix_world])
+    ndc = world_to_camera_view(scene, cam, point)
+    uv.append([ndc.x * w, (1.0 - ndc.y) * h])
+
+again = camera_paths_bpy.export_nerfstudio(cam, out + ".reexport.json")
+a, b = camera_paths.read_nerfstudio(src), camera_paths.read_nerfstudio(again)
+assert np.allclose(a.matrices, b.matrices, atol=2e-6), np.abs(a.matrices - b.matrices).max()
+assert np.allclose(a.focal_px, b.focal_px, rtol=1e-5), (a.focal_px, b.focal_px)
+
+with open(out, "w") as fh:
+    json.dump({"frames": frames, "matrices": mats, "uv": uv, "resolution": [w, h],
+               "fps": [scene.render.fps, scene.render.fps_base]}, fh)
