@@ -1,0 +1,1 @@
+"""Media input: streaming readers for video files and image folders."""

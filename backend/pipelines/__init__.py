@@ -1,0 +1,1 @@
+"""Pipelines: plain functions that do the work behind each job kind."""

@@ -1,0 +1,1 @@
+"""Camera solve (matchmove): video or image folder -> cameras in Blender coordinates."""

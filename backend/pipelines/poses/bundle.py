@@ -1,0 +1,146 @@
+"""One bundle adjustment over all registered frames with shared intrinsics (pycolmap / Ceres).
+
+The focal length and radial k1, k2 are refined (focal kept fixed when the user gave it); the
+principal point stays at the image centre. Observations that still reproject badly after a
+robust first pass are removed and the problem is solved again.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import pycolmap
+
+from .sfm import image_name, position_of
+from .tracking import Tracks
+
+
+def build_model(key_rec: pycolmap.Reconstruction, tracks: Tracks, poses: dict[int, pycolmap.Rigid3d],
+                track_to_point: dict[int, int]) -> pycolmap.Reconstruction:
+    """A reconstruction with every posed frame observing the keyframe model's points."""
+    rec = pycolmap.Reconstruction()
+    camera = next(iter(key_rec.cameras.values()))
+    cam = pycolmap.Camera(model=camera.model, width=camera.width, height=camera.height,
+                          params=camera.params, camera_id=1)
+    rec.add_camera_with_trivial_rig(cam)
+    elements = defaultdict(list)
+    for image_id, pos in enumerate(sorted(poses), start=1):
+        obs = tracks.frames[pos]
+        image = pycolmap.Image(name=image_name(pos), keypoints=obs.xy.astype(np.float64),
+                               camera_id=1, image_id=image_id)
+        rec.add_image_with_trivial_frame(image, poses[pos])
+        seen = set()
+        for idx, tid in enumerate(obs.ids.tolist()):
+            pid = track_to_point.get(tid)
+            if pid is not None and pid not in seen:
+                seen.add(pid)
+                elements[pid].append(pycolmap.TrackElement(image_id, idx))
+    for pid, elems in elements.items():
+        if len(elems) < 2 or not key_rec.exists_point3D(pid):
+            continue
+        p = key_rec.points3D[pid]
+        rec.add_point3D(p.xyz, pycolmap.Track(elems), p.color)
+    return rec
+
+
+def _ba_options(fixed_focal: bool, loss_scale_px: float | None, threads: int,
+                max_iterations: int = 50, function_tolerance: float = 1e-9):
+    opts = pycolmap.BundleAdjustmentOptions()
+    opts.refine_focal_length = not fixed_focal
+    opts.refine_extra_params = True
+    opts.refine_principal_point = False
+    opts.print_summary = False
+    if loss_scale_px:
+        opts.ceres.loss_function_type = pycolmap.LossFunctionType.CAUCHY
+        opts.ceres.loss_function_scale = loss_scale_px
+    opts.ceres.solver_options.num_threads = threads
+    opts.ceres.solver_options.max_num_iterations = max_iterations
+    opts.ceres.solver_options.function_tolerance = function_tolerance
+    return opts
+
+
+def run_ba(rec: pycolmap.Reconstruction, options) -> None:
+    """Bundle adjustment of all registered images with the gauge fixed by two cameras."""
+    config = pycolmap.BundleAdjustmentConfig()
+    for iid, im in rec.images.items():
+        if im.has_pose:
+            config.add_image(iid)
+    config.fix_gauge(pycolmap.BundleAdjustmentGauge.TWO_CAMS_FROM_WORLD)
+    adjuster = pycolmap.create_default_bundle_adjuster(options, config, rec)
+    summary = adjuster.solve()
+    if options.print_summary:
+        print(summary)
+
+
+def observation_errors(rec: pycolmap.Reconstruction):
+    """Per observation: (image id, point2D index, point3D id, reprojection error px)."""
+    camera = next(iter(rec.cameras.values()))
+    f, cx, cy, k1, k2 = (list(camera.params) + [0.0, 0.0])[:5]
+    rows = []
+    poses = {iid: im.cam_from_world().matrix() for iid, im in rec.images.items() if im.has_pose}
+    xys = {iid: np.array([p.xy for p in im.points2D]) for iid, im in rec.images.items()
+           if im.has_pose}
+    img_ids, idxs, pids, xyz = [], [], [], []
+    for pid, point in rec.points3D.items():
+        for el in point.track.elements:
+            img_ids.append(el.image_id)
+            idxs.append(el.point2D_idx)
+            pids.append(pid)
+            xyz.append(point.xyz)
+    if not img_ids:
+        return np.zeros((0, 4))
+    img_ids = np.array(img_ids)
+    idxs = np.array(idxs)
+    xyz = np.array(xyz)
+    err = np.empty(len(img_ids))
+    for iid in np.unique(img_ids):
+        sel = img_ids == iid
+        m = poses[iid]
+        x = xyz[sel] @ m[:, :3].T + m[:, 3]
+        u, v = x[:, 0] / x[:, 2], x[:, 1] / x[:, 2]
+        r2 = u * u + v * v
+        d = 1.0 + k1 * r2 + k2 * r2 * r2
+        proj = np.stack([f * u * d + cx, f * v * d + cy], 1)
+        obs = xys[iid][idxs[sel]]
+        e = np.linalg.norm(proj - obs, axis=1)
+        e[x[:, 2] <= 0] = np.inf
+        err[sel] = e
+    rows = np.stack([img_ids, idxs, np.array(pids), err], 1)
+    return rows
+
+
+def adjust(rec: pycolmap.Reconstruction, fixed_focal: bool, threads: int = -1,
+           max_error_px: float = 2.0, rounds: int = 2) -> dict:
+    """Robust BA, drop observations over ``max_error_px``, BA again; returns counts."""
+    removed = 0
+    for r in range(rounds):
+        if r == 0:
+            run_ba(rec, _ba_options(fixed_focal, 1.0, threads, 25, 1e-6))
+        else:
+            run_ba(rec, _ba_options(fixed_focal, None, threads))
+        if r == rounds - 1:
+            break
+        rows = observation_errors(rec)
+        bad = rows[rows[:, 3] > max_error_px]
+        for iid, idx, pid, _ in bad:
+            pid = int(pid)
+            if rec.exists_point3D(pid):
+                if rec.points3D[pid].track.length() <= 2:
+                    rec.delete_point3D(pid)
+                else:
+                    rec.delete_observation(int(iid), int(idx))
+        removed += len(bad)
+    return {"observations_removed": int(removed)}
+
+
+def frame_errors(rec: pycolmap.Reconstruction) -> dict[int, float]:
+    """Mean reprojection error (px) per frame position."""
+    rows = observation_errors(rec)
+    out = {}
+    for iid, im in rec.images.items():
+        if not im.has_pose:
+            continue
+        e = rows[rows[:, 0] == iid, 3]
+        e = e[np.isfinite(e)]
+        out[position_of(im.name)] = float(e.mean()) if len(e) else float("nan")
+    return out

@@ -1,0 +1,332 @@
+"""The camera solve from a video or an image folder to a :class:`PoseSolution`.
+
+Stages (reported through ``progress``): decode, track, keyframes, sfm, register,
+bundle_adjust, ground_plane. Video is tracked with KLT and solved on keyframes with pycolmap,
+every frame then registered by PnP and refined in one bundle adjustment; image folders (wide
+baselines) use SIFT with exhaustive matching. Pure rotation is solved rotation-only.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from backend.media.video import iter_frames, probe
+from backend.progress import JobError, Progress
+
+from . import bundle, ground, keyframes, register, rotation, sfm
+from .interpolate import fill_unregistered
+from .solution import PoseSolution
+from .tracking import KLTTracker
+
+STAGES = [("decode", 1), ("track", 30), ("keyframes", 1), ("sfm", 20), ("register", 10),
+          ("bundle_adjust", 30), ("ground_plane", 2)]
+
+
+@dataclass
+class SolveOptions:
+    """Knobs of the solve. ``scale_ids`` is ``("camera"|"point", a, b)`` with frame positions or
+    point indices (as written to points.ply) whose distance must equal ``scale_distance``."""
+
+    start: int = 0
+    stop: int | None = None
+    stride: int = 1
+    max_frames: int | None = None
+    max_size: int | None = 1280
+    focal_px: float | None = None
+    scale_distance: float | None = None
+    scale_ids: tuple[str, int, int] | None = None
+    camera_height: float = 1.6
+    matcher: str = "auto"
+    max_corners: int = 1500
+    keyframe_motion: float = 0.05
+    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    rotation_check: bool = True
+
+
+class _NullProgress(Progress):
+    pass
+
+
+def _solve_size(w: int, h: int, max_size: int | None) -> tuple[int, int]:
+    from backend.media.video import _scaled_size
+
+    return _scaled_size(w, h, max_size)
+
+
+def solve(input_path: str | Path, options: SolveOptions | None = None,
+          progress: Progress | None = None) -> PoseSolution:
+    """Solve the cameras of ``input_path`` (video file or image folder)."""
+    opts = options or SolveOptions()
+    prog = progress or _NullProgress()
+    path = Path(input_path)
+    name = str(path)
+    t0 = time.perf_counter()
+    timings = {}
+
+    prog.stage("decode", f"probing {path.name}")
+    info = probe(path)
+    matcher = opts.matcher
+    if matcher == "auto":
+        matcher = "sift" if info.is_image_folder else "klt"
+    if matcher not in ("klt", "sift"):
+        raise JobError(f"unknown matcher {matcher!r} (use klt or sift)", code="bad_params")
+    sw, sh = _solve_size(info.width, info.height, opts.max_size)
+    expected = max(1, len(range(opts.start, opts.stop or info.frame_count, opts.stride)))
+    if opts.max_frames:
+        expected = min(expected, opts.max_frames)
+    timings["decode"] = time.perf_counter() - t0
+
+    prog.stage("track", f"tracking {expected} frames at {sw}x{sh}")
+    t = time.perf_counter()
+    tracker = KLTTracker((info.width, info.height), (sw, sh), max_corners=opts.max_corners)
+    small_frames: list[np.ndarray] = []
+    sources: list[str] = []
+    for n, (index, source, rgb) in enumerate(iter_frames(path, opts.start, opts.stop, opts.stride,
+                                                         opts.max_frames, opts.max_size)):
+        if rgb.shape[1] != sw or rgb.shape[0] != sh:
+            raise JobError(f"frame {source} of {name} has size {rgb.shape[1]}x{rgb.shape[0]}, "
+                           f"expected {sw}x{sh} (all images must share one size)", code="bad_input")
+        if matcher == "klt":
+            tracker.add(rgb, index, source)
+        else:
+            tracker.tracks.sources.append(source)
+            tracker.tracks.indices.append(index)
+            tracker.tracks.texture.append(float(rgb.std()))
+            small_frames.append(rgb)
+        sources.append(source)
+        prog.update((n + 1) / expected, f"frame {n + 1}/{expected}")
+    tracks = tracker.tracks
+    n_frames = len(sources)
+    timings["track"] = time.perf_counter() - t
+    if n_frames < 3:
+        raise JobError(f"{name}: only {n_frames} usable frame(s); a camera solve needs at least 3",
+                       code="too_few_frames")
+    if max(tracks.texture) < 2.0:
+        raise JobError(f"{name}: blank frames (no image texture to track)", code="featureless")
+    if matcher == "klt":
+        counts = np.array([len(f.ids) for f in tracks.frames])
+        if np.median(counts) < 30:
+            raise JobError(f"{name}: featureless video (median {int(np.median(counts))} trackable "
+                           "corners per frame)", code="featureless")
+
+    scale_px = info.width / sw
+    noise_px = 0.5 * scale_px
+    stats: dict = {"n_frames": n_frames, "solve_size": [sw, sh], "matcher": matcher,
+                   "input": name, "rotation_only": False}
+    if matcher == "klt":
+        result = _solve_tracks(tracks, opts, prog, stats, timings, noise_px, name)
+    else:
+        result = _solve_sift(small_frames, tracks, info, opts, prog, stats, timings, name)
+    c2w_cv, registered, errors, camera_params, points, rgb, lengths = result
+
+    prog.stage("ground_plane", "fitting the ground plane")
+    t = time.perf_counter()
+    sol = _to_world(info, sources, c2w_cv, registered, errors, camera_params, points, rgb, lengths,
+                    opts, stats)
+    timings["ground_plane"] = time.perf_counter() - t
+    total = time.perf_counter() - t0
+    stats["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
+    stats["total_s"] = round(total, 3)
+    stats["frames_per_second"] = round(n_frames / total, 3) if total > 0 else None
+    sol.stats = stats
+    return sol
+
+
+def _solve_tracks(tracks, opts, prog, stats, timings, noise_px, name):
+    n = len(tracks)
+    prog.stage("keyframes", "choosing keyframes")
+    t = time.perf_counter()
+    keys = keyframes.select_keyframes(tracks, motion_frac=opts.keyframe_motion)
+    stats["n_keyframes"] = len(keys)
+    timings["keyframes"] = time.perf_counter() - t
+
+    if opts.rotation_check:
+        t = time.perf_counter()
+        model = rotation.detect_pure_rotation(tracks, keys, opts.focal_px, noise_px)
+        timings["rotation_check"] = time.perf_counter() - t
+        if model is not None:
+            return _finish_rotation(tracks, model, keys, prog, stats, timings)
+
+    prog.stage("sfm", f"solving {len(keys)} keyframes")
+    t = time.perf_counter()
+    pairs = keyframes.keyframe_pairs(tracks, keys)
+    camera = sfm.make_camera(tracks.width, tracks.height, opts.focal_px)
+    rec = sfm.require_model(sfm.solve_tracks(tracks, keys, pairs, camera, opts.threads), name)
+    stats["n_keyframes_registered"] = rec.num_reg_images()
+    timings["sfm"] = time.perf_counter() - t
+
+    prog.stage("register", "registering all frames")
+    t = time.perf_counter()
+    t2p = register.track_points(rec, tracks)
+    poses = register.registered_poses(rec)
+    todo = [p for p in range(n) if p not in poses]
+    poses.update(register.register_frames(rec, tracks, t2p, todo, progress=prog))
+    timings["register"] = time.perf_counter() - t
+
+    prog.stage("bundle_adjust", f"bundle adjustment over {len(poses)} frames")
+    t = time.perf_counter()
+    full = bundle.build_model(rec, tracks, poses, t2p)
+    stats.update(bundle.adjust(full, fixed_focal=camera.has_prior_focal_length, threads=opts.threads))
+    timings["bundle_adjust"] = time.perf_counter() - t
+
+    def colour(pos, idx):
+        return tracks.frames[pos].rgb[idx]
+
+    return _collect(full, n, colour)
+
+
+def _solve_sift(images, tracks, info, opts, prog, stats, timings, name):
+    import cv2
+
+    n = len(images)
+    prog.stage("sfm", f"SIFT structure from motion on {n} images")
+    t = time.perf_counter()
+    grays = [cv2.cvtColor(im, cv2.COLOR_RGB2GRAY) for im in images]
+    camera = sfm.make_camera(info.width, info.height, opts.focal_px)
+    rec = sfm.solve_sift(grays, (info.width, info.height), camera,
+                         sequential=not info.is_image_folder, threads=opts.threads)
+    rec = sfm.require_model(rec, name)
+    stats["n_keyframes"] = n
+    timings["sfm"] = time.perf_counter() - t
+    prog.stage("register", "registered by the mapper")
+    prog.stage("bundle_adjust", f"bundle adjustment over {rec.num_reg_images()} images")
+    t = time.perf_counter()
+    stats.update(bundle.adjust(rec, fixed_focal=camera.has_prior_focal_length, threads=opts.threads))
+    timings["bundle_adjust"] = time.perf_counter() - t
+    sx, sy = images[0].shape[1] / info.width, images[0].shape[0] / info.height
+
+    def colour(pos, idx):
+        im = rec.images[image_ids[pos]]
+        x, y = im.points2D[idx].xy
+        xi = min(max(int(x * sx), 0), images[pos].shape[1] - 1)
+        yi = min(max(int(y * sy), 0), images[pos].shape[0] - 1)
+        return images[pos][yi, xi]
+
+    image_ids = {sfm.position_of(im.name): iid for iid, im in rec.images.items()}
+    return _collect(rec, n, colour)
+
+
+def _collect(rec, n, colour):
+    """Arrays from a bundle-adjusted model: OpenCV c2w per position, intrinsics, points."""
+    camera = next(iter(rec.cameras.values()))
+    params = list(camera.params) + [0.0, 0.0]
+    c2w = {}
+    for im in rec.images.values():
+        if im.has_pose:
+            c2w[sfm.position_of(im.name)] = np.vstack([im.cam_from_world().inverse().matrix(),
+                                                       [0, 0, 0, 1]])
+    errs = bundle.frame_errors(rec)
+    registered = np.array([p in c2w for p in range(n)])
+    errors = np.array([errs.get(p, np.nan) for p in range(n)])
+    pos_of = {iid: sfm.position_of(im.name) for iid, im in rec.images.items()}
+    pts, rgb, lengths = [], [], []
+    for pid, p in rec.points3D.items():
+        cols = [colour(pos_of[el.image_id], el.point2D_idx) for el in p.track.elements]
+        pts.append(p.xyz)
+        rgb.append(np.mean(cols, axis=0) if cols else [128, 128, 128])
+        lengths.append(p.track.length())
+    mats = fill_unregistered(c2w, n)
+    return (mats, registered, errors, params[:5], np.array(pts).reshape(-1, 3),
+            np.array(rgb).reshape(-1, 3).round().astype(np.uint8), np.array(lengths, np.int32))
+
+
+def _finish_rotation(tracks, model, keys, prog, stats, timings):
+    n = len(tracks)
+    stats["rotation_only"] = True
+    stats["n_keyframes_registered"] = len(model.rotations)
+    stats["rotation_fit_rms_px"] = round(model.rms_px, 4)
+    prog.stage("sfm", "rotation-only solve (pure rotation detected)")
+    prog.stage("register", "registering all frames (rotation only)")
+    t = time.perf_counter()
+    rots, errors = {}, np.full(n, np.nan)
+    for p in range(n):
+        if p in model.rotations:
+            rots[p] = model.rotations[p]
+        got = rotation.register_rotation(tracks, model, p)
+        if got is not None:
+            if p not in rots:
+                rots[p] = got[0]
+            errors[p] = got[1]
+        if p % 10 == 0:
+            prog.update(p / n)
+    timings["register"] = time.perf_counter() - t
+    prog.stage("bundle_adjust", "joint rotation refinement done on keyframes")
+    c2w = {}
+    for p, r in rots.items():
+        m = np.eye(4)
+        m[:3, :3] = r.T
+        c2w[p] = m
+    registered = np.array([p in c2w for p in range(n)])
+    mats = fill_unregistered(c2w, n)
+    ids = sorted(model.directions)
+    lengths_all = tracks.track_lengths()
+    colours = _track_colours(tracks)
+    pts = np.array([model.directions[i] for i in ids]).reshape(-1, 3)
+    rgb = np.array([colours[i] for i in ids]).reshape(-1, 3).astype(np.uint8)
+    lengths = np.array([lengths_all[i] for i in ids], np.int32)
+    params = [model.focal, tracks.width / 2.0, tracks.height / 2.0, model.k1, 0.0]
+    return mats, registered, errors, params, pts, rgb, lengths
+
+
+def _track_colours(tracks) -> dict[int, np.ndarray]:
+    ids = np.concatenate([f.ids for f in tracks.frames])
+    rgb = np.concatenate([f.rgb for f in tracks.frames]).astype(np.float64)
+    uniq, inv = np.unique(ids, return_inverse=True)
+    sums = np.zeros((len(uniq), 3))
+    np.add.at(sums, inv, rgb)
+    counts = np.bincount(inv, minlength=len(uniq))[:, None]
+    return dict(zip(uniq.tolist(), (sums / counts).round()))
+
+
+POINTS_AT_INFINITY_RADIUS = 1000.0
+
+
+def _to_world(info, sources, c2w_cv, registered, errors, params, points, rgb, lengths, opts, stats):
+    f, cx, cy, k1, k2 = params
+    if stats["rotation_only"]:
+        up = ground.up_hint(c2w_cv)
+        plane = ground.Plane(up, 1.0, 0, False)
+        s, r, o = ground.world_from_solve(plane, c2w_cv[0], None, opts.camera_height)
+        points = points * (POINTS_AT_INFINITY_RADIUS / s)
+        stats["points_at_infinity_radius"] = POINTS_AT_INFINITY_RADIUS
+        stats["scale_source"] = "camera_height"
+        stats["ground_plane_found"] = False
+    else:
+        plane = ground.fit_ground_plane(points, c2w_cv[registered])
+        stats["ground_plane_found"] = plane.found
+        stats["ground_plane_inliers"] = plane.inliers
+        scale = None
+        if opts.scale_distance and opts.scale_ids:
+            kind, a, b = opts.scale_ids
+            src = c2w_cv[:, :3, 3] if kind == "camera" else points
+            if not (0 <= a < len(src) and 0 <= b < len(src)) or a == b:
+                raise JobError(f"scale reference {kind}s {a} and {b} are not two of the "
+                               f"{len(src)} solved {kind}s", code="bad_params")
+            dist = float(np.linalg.norm(src[a] - src[b]))
+            if dist <= 1e-12:
+                raise JobError(f"scale reference {kind}s {a} and {b} coincide", code="bad_params")
+            scale = opts.scale_distance / dist
+            stats["scale_source"] = f"known_distance_{kind}s"
+        else:
+            stats["scale_source"] = "camera_height"
+        s, r, o = ground.world_from_solve(plane, c2w_cv[0], scale, opts.camera_height)
+    mats, pts = ground.apply_world(s, r, o, c2w_cv, points)
+    n_reg = int(registered.sum())
+    stats.update({
+        "n_registered": n_reg, "n_unregistered": int(len(registered) - n_reg),
+        "fraction_registered": round(n_reg / len(registered), 6),
+        "n_points": int(len(pts)),
+        "mean_reproj_error_px": float(np.nanmean(errors)) if np.isfinite(errors).any() else None,
+        "focal_px": float(f), "k1": float(k1), "k2": float(k2),
+        "world_scale": float(s),
+    })
+    return PoseSolution(
+        width=info.width, height=info.height, fps=info.fps, sources=list(sources),
+        matrix_world=mats, focal_px=float(f), principal_point_px=(float(cx), float(cy)),
+        k1=float(k1), k2=float(k2), registered=registered, reproj_error_px=errors,
+        points_xyz=pts, points_rgb=rgb, track_length=lengths,
+        ground_plane={"point": [0.0, 0.0, 0.0], "normal": [0.0, 0.0, 1.0]}, stats=stats)

@@ -1,0 +1,165 @@
+"""Feature tracking across consecutive video frames (OpenCV pyramidal KLT).
+
+Corners (Shi-Tomasi) are tracked frame to frame; a track survives a step only if tracking it
+back lands within ``fb_max_px`` of where it started (forward-backward check) and it stays inside
+the image. Frame-to-frame tracking accumulates drift, so each position is then refined against
+the track's anchor (the frame where it was detected, renewed every ``anchor_frames`` frames) and
+the track is dropped if the two disagree by more than ``anchor_max_px``. New corners are
+detected where tracks are sparse. Observations are stored per frame
+in full-resolution pixel coordinates (pixel-corner origin), with the colour seen there.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+
+@dataclass
+class FrameObservations:
+    """Tracks seen in one frame: ids (int64), full-resolution xy (float64), colours (uint8)."""
+
+    ids: np.ndarray
+    xy: np.ndarray
+    rgb: np.ndarray
+
+
+@dataclass
+class Tracks:
+    """All observations of a clip, frame by frame, plus the frames' input identities."""
+
+    width: int
+    height: int
+    frames: list[FrameObservations] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    indices: list[int] = field(default_factory=list)
+    texture: list[float] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def common(self, a: int, b: int):
+        """Indices into frames ``a`` and ``b`` of the tracks both frames see."""
+        _, ia, ib = np.intersect1d(self.frames[a].ids, self.frames[b].ids, assume_unique=True,
+                                   return_indices=True)
+        return ia, ib
+
+    def track_lengths(self) -> dict[int, int]:
+        ids, counts = np.unique(np.concatenate([f.ids for f in self.frames]), return_counts=True)
+        return dict(zip(ids.tolist(), counts.tolist()))
+
+
+class KLTTracker:
+    """Streaming tracker: feed solve-resolution frames one by one with :meth:`add`."""
+
+    def __init__(self, full_size: tuple[int, int], solve_size: tuple[int, int],
+                 max_corners: int = 1500, min_distance: float | None = None,
+                 quality: float = 0.005, fb_max_px: float = 0.5, window: int = 21,
+                 levels: int = 4, anchor_frames: int = 25, anchor_max_px: float = 1.0):
+        self.full_w, self.full_h = full_size
+        self.w, self.h = solve_size
+        self.sx = self.full_w / self.w
+        self.sy = self.full_h / self.h
+        self.max_corners = max_corners
+        area = self.w * self.h
+        self.min_distance = min_distance or max(4.0, 0.7 * np.sqrt(area / max_corners))
+        self.quality = quality
+        self.fb_max = fb_max_px
+        self.lk = dict(winSize=(window, window), maxLevel=levels,
+                       criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
+        self.anchor_lk = dict(winSize=(window, window), maxLevel=1,
+                              criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.003))
+        self.anchor_frames = anchor_frames
+        self.anchor_max = anchor_max_px
+        self.anchors: dict[int, np.ndarray] = {}
+        self.frame_no = -1
+        self.prev_gray: np.ndarray | None = None
+        self.prev_pts = np.zeros((0, 2), np.float32)
+        self.prev_ids = np.zeros(0, np.int64)
+        self.prev_anchor = np.zeros(0, np.int64)
+        self.prev_anchor_xy = np.zeros((0, 2), np.float32)
+        self.next_id = 0
+        self.tracks = Tracks(self.full_w, self.full_h)
+
+    def _detect(self, gray: np.ndarray, pts: np.ndarray) -> np.ndarray:
+        want = self.max_corners - len(pts)
+        if want < self.max_corners * 0.15:
+            return np.zeros((0, 2), np.float32)
+        mask = np.full(gray.shape, 255, np.uint8)
+        margin = 4
+        mask[:margin], mask[-margin:], mask[:, :margin], mask[:, -margin:] = 0, 0, 0, 0
+        r = int(round(self.min_distance))
+        for x, y in pts:
+            cv2.circle(mask, (int(x), int(y)), r, 0, -1)
+        found = cv2.goodFeaturesToTrack(gray, maxCorners=want, qualityLevel=self.quality,
+                                        minDistance=self.min_distance, mask=mask, blockSize=5)
+        if found is None:
+            return np.zeros((0, 2), np.float32)
+        found = found.reshape(-1, 2).astype(np.float32)
+        crit = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.01)
+        cv2.cornerSubPix(gray, found, (3, 3), (-1, -1), crit)
+        return found
+
+    def _refine_from_anchors(self, gray, pts, ok, anchor, anchor_xy):
+        """Re-track ``pts`` from their anchor frames (initialised at ``pts``); drop disagreements."""
+        pts = pts.copy()
+        ok = ok.copy()
+        for a in np.unique(anchor[ok]):
+            if a == self.frame_no - 1:
+                continue
+            sel = np.flatnonzero(ok & (anchor == a))
+            guess = pts[sel].copy()
+            got, st, _ = cv2.calcOpticalFlowPyrLK(self.anchors[int(a)], gray, anchor_xy[sel], guess,
+                                                  flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **self.anchor_lk)
+            good = (st.ravel() == 1) & (np.linalg.norm(got - guess, axis=1) < self.anchor_max)
+            pts[sel[good]] = got[good]
+            ok[sel[~good]] = False
+        return pts, ok
+
+    def add(self, rgb: np.ndarray, index: int, source: str) -> FrameObservations:
+        """Track into a new frame (solve resolution RGB) and record its observations."""
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        self.frame_no += 1
+        pts, ids = self.prev_pts, self.prev_ids
+        anchor, anchor_xy = self.prev_anchor, self.prev_anchor_xy
+        if self.prev_gray is not None and len(pts):
+            nxt, st, _ = cv2.calcOpticalFlowPyrLK(self.prev_gray, gray, pts, None, **self.lk)
+            back, st2, _ = cv2.calcOpticalFlowPyrLK(gray, self.prev_gray, nxt, None, **self.lk)
+            fb = np.linalg.norm(back - pts, axis=1)
+            ok = (st.ravel() == 1) & (st2.ravel() == 1) & (fb < self.fb_max)
+            nxt, ok = self._refine_from_anchors(gray, nxt, ok, anchor, anchor_xy)
+            ok &= (nxt[:, 0] >= 1) & (nxt[:, 1] >= 1) & (nxt[:, 0] < self.w - 1) & (nxt[:, 1] < self.h - 1)
+            pts, ids, anchor, anchor_xy = nxt[ok], ids[ok], anchor[ok], anchor_xy[ok]
+        else:
+            pts, ids = np.zeros((0, 2), np.float32), np.zeros(0, np.int64)
+            anchor, anchor_xy = np.zeros(0, np.int64), np.zeros((0, 2), np.float32)
+        old = self.frame_no - anchor >= self.anchor_frames
+        anchor = np.where(old, self.frame_no, anchor)
+        anchor_xy = np.where(old[:, None], pts, anchor_xy).astype(np.float32)
+        new = self._detect(gray, pts)
+        if len(new):
+            new_ids = np.arange(self.next_id, self.next_id + len(new), dtype=np.int64)
+            self.next_id += len(new)
+            pts = np.concatenate([pts, new])
+            ids = np.concatenate([ids, new_ids])
+            anchor = np.concatenate([anchor, np.full(len(new), self.frame_no)])
+            anchor_xy = np.concatenate([anchor_xy, new])
+        self.anchors[self.frame_no] = gray
+        live = set(anchor.tolist())
+        for k in [k for k in self.anchors if k not in live]:
+            del self.anchors[k]
+        self.prev_gray, self.prev_pts, self.prev_ids = gray, pts, ids
+        self.prev_anchor, self.prev_anchor_xy = anchor, anchor_xy
+        # KLT works in pixel-centre-at-integer coordinates; the solve uses pixel-corner origin.
+        xi = np.clip(pts[:, 0].astype(np.int64), 0, self.w - 1)
+        yi = np.clip(pts[:, 1].astype(np.int64), 0, self.h - 1)
+        xy = np.empty((len(pts), 2), np.float64)
+        xy[:, 0] = (pts[:, 0] + 0.5) * self.sx
+        xy[:, 1] = (pts[:, 1] + 0.5) * self.sy
+        obs = FrameObservations(ids.copy(), xy, rgb[yi, xi].copy())
+        self.tracks.frames.append(obs)
+        self.tracks.sources.append(source)
+        self.tracks.indices.append(index)
+        self.tracks.texture.append(float(gray.std()))
+        return obs
