@@ -13,6 +13,9 @@ AXIS_ITEMS = [
 
 
 class SPLATSTAGE_PG_scene(bpy.types.PropertyGroup):
+    """Footage, solve and product settings of one scene."""
+
+    __slots__ = ()
     video_path: StringProperty(name="Video", subtype="FILE_PATH", description="Footage to matchmove")
     frame_start: IntProperty(name="Start", default=0, min=0, description="First video frame (0-based)")
     frame_end: IntProperty(name="End", default=-1, min=-1, description="Last video frame (-1: to the end)")

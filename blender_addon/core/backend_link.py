@@ -75,12 +75,13 @@ class BackendLink:
 
     def __init__(self, address: str, *, server_key_file: str = "", client_key_file: str = "",
                  timeout: float = 10.0, client_factory: Callable | None = None,
-                 poll_interval: float = 0.05):
+                 poll_interval: float = 0.05, liveness_s: float = 3.0):
         self.address = address
         self._keys = (server_key_file, client_key_file)
         self._timeout = timeout
         self._factory = client_factory
         self._poll = poll_interval
+        self._liveness = liveness_s
         self._inbox: queue.Queue = queue.Queue()
         self._outbox: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -149,14 +150,23 @@ class BackendLink:
         client = None
         try:
             client = self._make_client()
-            self.welcome = dict(client.connect())
+            if not self._connect(client):
+                return
             self._post("connected", content=self.welcome)
+            last_check = time.monotonic()
             while not self._stop.is_set():
                 self._handle_commands(client)
                 if self._stop.is_set():
                     break
-                for msg in client.poll(timeout=self._poll):
+                msgs = client.poll(timeout=self._poll)
+                for msg in msgs:
                     self._handle_message(client, msg)
+                now = time.monotonic()
+                if msgs:
+                    last_check = now
+                elif now - last_check > self._liveness:
+                    self._check_alive(client)
+                    last_check = time.monotonic()
         except ImportError as exc:
             self._post("disconnected", content={"code": "missing_dependency", "message": str(exc),
                                                 "hint": "install the extension's bundled pyzmq wheel"})
@@ -173,6 +183,28 @@ class BackendLink:
                                                           "message": "connection to the backend closed",
                                                           "hint": ""})
             self._jobs.clear()
+
+    def _connect(self, client) -> bool:
+        """Handshake in short attempts so that :meth:`stop` is honoured within ~0.5 s."""
+        deadline = time.monotonic() + self._timeout
+        while not self._stop.is_set():
+            try:
+                self.welcome = dict(client.connect(timeout=0.5))
+                return True
+            except Exception as exc:  # noqa: BLE001
+                if type(exc).__name__ != "BackendTimeout" or time.monotonic() > deadline:
+                    raise
+        return False
+
+    def _check_alive(self, client) -> None:
+        """Ping a quiet server; reconnect once if it does not answer, else raise (disconnected)."""
+        try:
+            client.ping(timeout=min(2.0, self._timeout))
+        except Exception as exc:  # noqa: BLE001
+            if type(exc).__name__ != "BackendTimeout":
+                raise
+            self._post("progress", None, None, {"message": "backend not answering; reconnecting"})
+            self.welcome = dict(client.reconnect(attempts=3))
 
     def _tag_to_id(self, tag: str) -> str | None:
         for job_id, info in self._jobs.items():
