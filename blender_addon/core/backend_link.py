@@ -204,7 +204,7 @@ class BackendLink:
             if type(exc).__name__ != "BackendTimeout":
                 raise
             self._post("progress", None, None, {"message": "backend not answering; reconnecting"})
-            self.welcome = dict(client.reconnect(attempts=3))
+            self.welcome = dict(client.reconnect(attempts=2))
 
     def _tag_to_id(self, tag: str) -> str | None:
         for job_id, info in self._jobs.items():

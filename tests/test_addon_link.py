@@ -1,0 +1,136 @@
+"""The add-on's backend link against a live ``splatstage serve`` on loopback.
+
+The link's worker thread owns the client; the main thread only drains events, which must
+never block. Jobs report progress, results arrive with their files downloaded, cancel works,
+backend errors arrive as events with the backend's message, and an unreachable or dying
+server becomes a ``disconnected``/``error`` event instead of an exception or a hang.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from blender_addon.core.backend_link import BackendLink
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "blender_scripts"))
+from bpy_subprocess import run_script  # noqa: E402
+
+MAX_DRAIN_S = 0.005   # a drain is a few queue operations; far below one 60 Hz UI frame
+
+
+def pump(link: BackendLink, until, timeout: float):
+    """Drain events like the Blender timer does until ``until(events)``; return all events."""
+    events, worst = [], 0.0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        t0 = time.perf_counter()
+        new = link.drain()
+        worst = max(worst, time.perf_counter() - t0)
+        events += new
+        if until(events):
+            break
+        time.sleep(0.02)
+    assert worst < MAX_DRAIN_S, f"drain blocked for {worst * 1000:.1f} ms"
+    return events
+
+
+def kinds(events, job=None):
+    return [e.kind for e in events if job is None or e.job == job]
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory):
+    from conftest import ServerProcess
+
+    srv = ServerProcess(tmp_path_factory.mktemp("srv"), "--cpu-workers", "2").start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def link(shared_server):
+    lk = BackendLink(shared_server.address, timeout=5.0)
+    lk.start()
+    ev = pump(lk, lambda es: "connected" in kinds(es) or "disconnected" in kinds(es), 15)
+    assert kinds(ev)[-1] == "connected", [e.content for e in ev]
+    assert "sleep" in json.dumps(ev[-1].content.get("kinds"))
+    yield lk
+    lk.stop()
+
+
+def test_job_progress_result_and_files(link, tmp_path):
+    tag = link.submit("sleep", {"seconds": 0.6, "steps": 6}, fetch_to=tmp_path / "out")
+    ev = pump(link, lambda es: "result" in kinds(es, tag) or "error" in kinds(es, tag), 20)
+    ks = kinds(ev, tag)
+    assert ks[0] == "submitted" and ks[-1] == "result", ks
+    fractions = [e.content["fraction"] for e in ev if e.kind == "progress" and e.job == tag]
+    assert fractions and fractions == sorted(fractions) and fractions[-1] <= 1.0
+    result = ev[-1]
+    assert Path(result.files["slept.txt"]).read_text().strip() == "0.6"
+    assert list(result.arrays["steps"]) == list(range(6))
+
+
+def test_cancel_running_job(link):
+    tag = link.submit("sleep", {"seconds": 30, "steps": 300})
+    pump(link, lambda es: "progress" in kinds(es, tag), 15)
+    t0 = time.monotonic()
+    link.cancel(tag)
+    ev = pump(link, lambda es: any(k in kinds(es, tag) for k in ("cancelled", "error", "result")), 10)
+    assert kinds(ev, tag)[-1] == "cancelled"
+    assert time.monotonic() - t0 < 3.0
+
+
+def test_backend_errors_become_events(link):
+    bad = link.submit("sleep", {"seconds": -1})
+    crash = link.submit("sleep", {"seconds": 0.2, "steps": 2, "fail": "raise"})
+    ev = pump(link, lambda es: "error" in kinds(es, bad) and "error" in kinds(es, crash), 20)
+    bad_ev = [e for e in ev if e.job == bad and e.kind == "error"][0]
+    assert "seconds" in bad_ev.content["message"]
+    crash_ev = [e for e in ev if e.job == crash and e.kind == "error"][0]
+    assert crash_ev.content["message"]
+
+
+def test_unreachable_backend_is_reported_not_raised():
+    from conftest import free_port
+
+    lk = BackendLink(f"tcp://127.0.0.1:{free_port()}", timeout=1.0)
+    t0 = time.monotonic()
+    lk.start()
+    ev = pump(lk, lambda es: "disconnected" in kinds(es), 10)
+    assert kinds(ev) == ["disconnected"]
+    assert time.monotonic() - t0 < 3.0
+    assert ev[0].content["message"]
+    lk.stop()
+    assert not lk.alive
+
+
+def test_server_dying_mid_job_ends_the_job_with_an_error(server):
+    lk = BackendLink(server.address, timeout=1.0, liveness_s=1.0)
+    lk.start()
+    pump(lk, lambda es: "connected" in kinds(es), 15)
+    tag = lk.submit("sleep", {"seconds": 60, "steps": 600})
+    pump(lk, lambda es: "progress" in kinds(es, tag), 15)
+    server.stop()
+    ev = pump(lk, lambda es: "disconnected" in kinds(es), 30)
+    assert "disconnected" in kinds(ev)
+    assert kinds(ev, tag)[-1] == "error"
+    lk.stop()
+    assert not lk.alive
+
+
+def test_blender_side_timer_updates_panels_and_reports(shared_server, tmp_path):
+    """In Blender: connect via the operator, run a job through the link, drive the timer."""
+    out = tmp_path / "out.json"
+    run_script("link_in_blender.py", shared_server.address, out, user_dir=tmp_path / "user")
+    r = json.loads(out.read_text())
+    assert r["status_after_connect"] == "connected"
+    assert r["device"]
+    assert r["job_status"] == "done" and r["fraction"] == 1.0
+    assert r["handler_called"] is True
+    assert r["max_tick_ms"] < 50, "the timer never waits on the network"
+    assert any("finished" in t for t in r["reports"])
+    assert r["after_stop"] == "disconnected"
