@@ -96,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     for kind in PIPELINES:
         mod = _load_job_module(kind)
-        help_text = (mod.__doc__ or "").strip().splitlines()[0] if mod else "(not available in this installation)"
+        from backend.jobs import KINDS
+
+        help_text = KINDS[kind].description if mod else "(not available in this installation)"
         sp = sub.add_parser(kind, help=help_text)
         sp.add_argument("-o", "--output", type=Path, required=True, help="output folder (or file)")
         sp.add_argument("--backend", help="job server address, e.g. tcp://127.0.0.1:5555 (default: in-process)")
