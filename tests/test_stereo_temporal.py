@@ -70,3 +70,14 @@ def test_occluder_in_neighbour_is_rejected(clip, monkeypatch):
     _, remaining, n = temporal.temporal_fill(out.image, out.hole, out.z, lefts[3], [(lefts[2], disps[2])])
     assert n == 0
     np.testing.assert_array_equal(remaining, out.hole)
+
+
+def test_sample_points_handles_more_points_than_opencv_maps_allow():
+    img = np.tile(np.arange(300, dtype=np.float32), (200, 1))[..., None].repeat(3, axis=2)
+    rng = np.random.default_rng(0)
+    xs = rng.uniform(0, 299, 40000).astype(np.float32)
+    ys = rng.uniform(0, 199, 40000).astype(np.float32)
+    out = temporal.sample_points(img, xs, ys)
+    assert out.shape == (40000, 3)
+    np.testing.assert_allclose(out[:, 0], xs, atol=0.05)  # bilinear on a ramp (OpenCV's 1/32 px grid)
+    assert np.isnan(temporal.sample_points(img[..., 0], np.array([-5.0]), np.array([3.0]))).all()

@@ -56,6 +56,28 @@ def optical_flow(src, dst, scale: float | None = None) -> np.ndarray:
     return flow.astype(np.float32)
 
 
+def sample_points(img, xs, ys, interpolation=cv2.INTER_LINEAR) -> np.ndarray:
+    """``img`` sampled at points (index coordinates), NaN outside ``[0, W-1] x [0, H-1]``.
+
+    Returns (N,) or (N, C) float32. Works for any number of points (OpenCV's maps are
+    limited to 32767 columns, so the points are laid out in rows).
+    """
+    a = np.asarray(img, np.float32)
+    n = len(xs)
+    cols = 1024
+    rows = max(1, -(-n // cols))
+    mx = np.full(rows * cols, -1e6, np.float32)
+    my = np.full(rows * cols, -1e6, np.float32)
+    mx[:n], my[:n] = xs, ys
+    out = cv2.remap(a, mx.reshape(rows, cols), my.reshape(rows, cols), interpolation,
+                    borderMode=cv2.BORDER_REPLICATE)
+    out = out.reshape(rows * cols, *a.shape[2:])[:n]
+    h, w = a.shape[:2]
+    outside = ~((xs >= 0) & (xs <= w - 1) & (ys >= 0) & (ys <= h - 1))
+    out[outside] = np.nan
+    return out
+
+
 def temporal_fill(right, hole, z, left_t, neighbours, z_tol: float = 1.5, flow_scale: float | None = None,
                   margin: int = 6, photo_tol: float = 0.05):
     """Fill ``hole`` pixels of the warped ``right`` eye (H, W, C) from neighbouring frames.
@@ -96,16 +118,13 @@ def temporal_fill(right, hole, z, left_t, neighbours, z_tol: float = 1.5, flow_s
         u, v = flow[yy, xx, 0], flow[yy, xx, 1]
         src = np.asarray(left_s, np.float32)
         ex, ey = (xx + u).astype(np.float32), (yy + v).astype(np.float32)
-        edge_s = cv2.remap(src, ex[None], ey[None], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                           borderValue=np.nan)[0].reshape(len(ex), -1)
+        edge_s = sample_points(src, ex, ey).reshape(len(ex), -1)
         edge_t = lt[yy, xx].reshape(len(ex), -1)
         photo_ok = np.abs(edge_s - edge_t).max(axis=1) <= photo_tol * value_range
         mx = (x_hidden[todo] + u).astype(np.float32)
         my = (yy + v).astype(np.float32)
-        sample = cv2.remap(src, mx[None], my[None], cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)[0]
-        ds = cv2.remap(np.asarray(disp_s, np.float32), mx[None], my[None], cv2.INTER_NEAREST,
-                       borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)[0]
+        sample = sample_points(src, mx, my)
+        ds = sample_points(disp_s, mx, my, cv2.INTER_NEAREST)
         inside = (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
         good = inside & photo_ok & (np.abs(ds - d_bg[todo]) <= z_tol)
         channels = out.shape[2] if out.ndim == 3 else 1
