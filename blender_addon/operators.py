@@ -188,9 +188,9 @@ class SPLATSTAGE_OT_import_cameras(bpy.types.Operator):
 
 def _solve_params(scene) -> dict:
     s = scene.splatstage
-    params = {"input": _abspath(s.video_path), "stride": int(s.stride), "frame_start": int(s.frame_start)}
+    params = {"input": _abspath(s.video_path), "stride": int(s.stride), "start": int(s.frame_start)}
     if s.frame_end >= 0:
-        params["frame_end"] = int(s.frame_end)
+        params["stop"] = int(s.frame_end) + 1
     return params
 
 
@@ -222,6 +222,10 @@ class SPLATSTAGE_OT_solve_cameras(bpy.types.Operator):
 
     timeout: FloatProperty(name="Timeout", default=3600.0, min=1.0, options={"SKIP_SAVE"},
                            description="Background mode only: seconds to wait for the result")
+    address: StringProperty(name="Address", default="", options={"SKIP_SAVE"},
+                            description="Background mode only: backend address (empty: the preferences')")
+    connect_timeout: FloatProperty(name="Connect Timeout", default=10.0, min=0.1, options={"SKIP_SAVE"},
+                                   description="Background mode only: seconds to wait for each backend answer")
 
     def execute(self, context):
         scene = context.scene
@@ -244,11 +248,13 @@ class SPLATSTAGE_OT_solve_cameras(bpy.types.Operator):
         from .vendor import module
 
         prefs = preferences.get(context)
-        address = STATE.link.address if STATE.link else (prefs.address if prefs else "tcp://127.0.0.1:5555")
+        address = self.address or (STATE.link.address if STATE.link else
+                                   (prefs.address if prefs else "tcp://127.0.0.1:5555"))
         try:
             keys = backend_link.load_curve_keys(prefs.server_key_file if prefs else "",
                                                 prefs.client_key_file if prefs else "")
-            client = module("client").Client(address, server_public_key=keys[0], client_keys=keys[1])
+            client = module("client").Client(address, server_public_key=keys[0], client_keys=keys[1],
+                                             timeout=self.connect_timeout)
             try:
                 client.connect()
                 ev = backend_link.run_job_blocking(

@@ -1,0 +1,131 @@
+"""Headless Splatstage: footage -> camera solve -> cameras -> product -> saved .blend.
+
+    blender -b [scene.blend] --python blender_addon/batch.py -- --video V --product P --out DIR
+    python blender_addon/batch.py --video V --product P --out DIR        (bpy as a module)
+
+Uses the installed Splatstage extension when it is enabled, else the add-on of this source
+checkout. Every step is one of the add-on's operators, run synchronously. Exits 0 and prints
+the saved .blend path on success; exits 1 with the error on stderr on failure.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+if __name__ == "__main__" and sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)  # run as a script: the add-on's folder must not shadow top-level modules
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="batch.py", description="Headless Splatstage pipeline")
+    ap.add_argument("--video", required=True, type=Path, help="footage to matchmove")
+    ap.add_argument("--product", type=Path, help="GLB product to insert (optional)")
+    ap.add_argument("--out", required=True, type=Path, help="output folder (scene.blend, solve/)")
+    ap.add_argument("--backend", default="", help="backend address (default: preferences or tcp://127.0.0.1:5555)")
+    ap.add_argument("--size", type=float, default=0.3, help="product's real size in metres (default 0.3)")
+    ap.add_argument("--axis", default="LARGEST", choices=("LARGEST", "HEIGHT", "WIDTH", "DEPTH"))
+    ap.add_argument("--rotation", type=float, default=0.0, help="product rotation about the ground normal, degrees")
+    ap.add_argument("--place", choices=("view", "cursor"), default="view",
+                    help="product at the ground point seen at the first frame's image centre, or at the 3D cursor")
+    ap.add_argument("--start", type=int, default=0, help="first video frame")
+    ap.add_argument("--end", type=int, default=-1, help="last video frame (-1: to the end)")
+    ap.add_argument("--stride", type=int, default=1)
+    ap.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the solve")
+    ap.add_argument("--connect-timeout", type=float, default=10.0, help="seconds to wait for each backend answer")
+    return ap.parse_args(argv)
+
+
+def script_args() -> list[str]:
+    """Arguments after ``--`` (Blender) or after the script name (Python with bpy)."""
+    if "--" in sys.argv:
+        return sys.argv[sys.argv.index("--") + 1:]
+    return sys.argv[1:]
+
+
+def load_addon():
+    """The enabled Splatstage extension's module, else this checkout's add-on (registered)."""
+    import bpy
+
+    for addon in bpy.context.preferences.addons:
+        if addon.module.endswith(".splatstage"):
+            return sys.modules[addon.module]
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    import blender_addon
+
+    if not hasattr(bpy.types, "SPLATSTAGE_OT_import_cameras"):
+        blender_addon.register()
+    return blender_addon
+
+
+def view_ground_point(scene):
+    """Where the first frame's optical axis meets the Splatstage ground plane (None if it does not)."""
+    import numpy as np
+
+    cam, ground = scene.camera, next((o for o in scene.objects if o.get("splatstage_ground")), None)
+    if cam is None or ground is None:
+        return None
+    scene.frame_set(scene.frame_start)
+    mw = np.array(cam.matrix_world)
+    origin, direction = mw[:3, 3], -mw[:3, 2]
+    gw = np.array(ground.matrix_world)
+    p0, n = gw[:3, 3], gw[:3, 2] / np.linalg.norm(gw[:3, 2])
+    denom = float(direction @ n)
+    if abs(denom) < 1e-9:
+        return None
+    t = float((p0 - origin) @ n) / denom
+    return tuple(origin + t * direction) if t > 0 else None
+
+
+def run(args: argparse.Namespace) -> Path:
+    import bpy
+
+    load_addon()
+    scene = bpy.context.scene
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.video.is_file():
+        raise RuntimeError(f"{args.video}: video not found")
+    if args.product is not None and not args.product.is_file():
+        raise RuntimeError(f"{args.product}: product file not found")
+    t0 = time.monotonic()
+    bpy.ops.splatstage.load_footage(filepath=str(args.video.resolve()), frame_start=args.start,
+                                    frame_end=args.end, stride=args.stride)
+    scene.splatstage.solve_dir = str(out / "solve")
+    print(f"batch: solving cameras for {args.video} ...", flush=True)
+    bpy.ops.splatstage.solve_cameras(address=args.backend, timeout=args.timeout,
+                                     connect_timeout=args.connect_timeout)
+    print(f"batch: cameras imported ({time.monotonic() - t0:.1f} s); {scene.splatstage.solve_summary}", flush=True)
+    if args.product is not None:
+        if args.place == "view":
+            point = view_ground_point(scene)
+            if point is not None:
+                scene.cursor.location = point
+        bpy.ops.splatstage.insert_product(filepath=str(args.product.resolve()), dimension=args.size,
+                                          axis=args.axis, rotation_z=math.radians(args.rotation))
+        print(f"batch: inserted {args.product.name}", flush=True)
+    blend = out / "scene.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    return blend
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(script_args() if argv is None else argv)
+    try:
+        blend = run(args)
+    except Exception as exc:  # noqa: BLE001 - one line to stderr, non-zero exit
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"batch: error: {msg}", file=sys.stderr, flush=True)
+        return 1
+    print(blend, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    if code:
+        sys.exit(code)

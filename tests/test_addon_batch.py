@@ -1,0 +1,87 @@
+"""Headless batch (blender_addon/batch.py): clear failures, and a full run against a live backend.
+
+The full run renders a short synthetic clip, solves it on a ``splatstage serve`` on loopback,
+imports the cameras, inserts a GLB product and saves the .blend, which is then reopened in a
+fresh Blender process and checked: one camera key per frame on every channel, the footage
+as camera background, and the product at its requested size standing on the solved ground.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "blender_scripts"))
+from bpy_subprocess import DATA, REPO, bpy_python, run_script  # noqa: E402
+
+BATCH = REPO / "blender_addon" / "batch.py"
+FRAMES = 24
+
+
+def run_batch(*args, user_dir: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(user_dir))
+    env.pop("PYTHONPATH", None)  # batch.py finds the add-on of its own checkout
+    return subprocess.run([bpy_python(), str(BATCH), *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=timeout, cwd=user_dir.parent)
+
+
+def test_missing_video_fails_with_one_line(tmp_path):
+    proc = run_batch("--video", tmp_path / "nope.mp4", "--out", tmp_path / "out", user_dir=tmp_path / "u")
+    assert proc.returncode == 1
+    err = [line for line in proc.stderr.splitlines() if line.startswith("batch: error:")]
+    assert len(err) == 1 and "nope.mp4: video not found" in err[0]
+    assert not (tmp_path / "out" / "scene.blend").exists()
+
+
+def test_unreachable_backend_fails_cleanly(tmp_path):
+    from test_addon_cameras import write_video
+    from conftest import free_port
+
+    pytest.importorskip("imageio_ffmpeg")
+    video = tmp_path / "clip.mp4"
+    write_video(video, 64, 48, 4)
+    proc = run_batch("--video", video, "--out", tmp_path / "out", "--backend", f"tcp://127.0.0.1:{free_port()}",
+                     "--connect-timeout", "1", user_dir=tmp_path / "u", timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    err = [line for line in proc.stderr.splitlines() if line.startswith("batch: error:")]
+    assert len(err) == 1 and "camera solve failed" in err[0], proc.stderr
+    assert not (tmp_path / "out" / "scene.blend").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("backend.jobs.poses") is None, reason="no 'poses' job kind yet")
+def test_full_batch_run_against_live_backend(tmp_path):
+    from backend.synthetic import make_clip
+    from conftest import ServerProcess
+
+    clip = make_clip(tmp_path / "clip", path="handheld", width=320, height=180, frames=FRAMES, samples=2,
+                     seed=11, timeout=300)
+    srv = ServerProcess(tmp_path / "srv", "--cpu-workers", "1", "--root", str(tmp_path)).start()
+    try:
+        product = DATA / "glb" / "products" / "WaterBottle.glb"
+        proc = run_batch("--video", clip["video"], "--product", product, "--size", "0.26", "--axis", "HEIGHT",
+                         "--out", tmp_path / "out", "--backend", srv.address, user_dir=tmp_path / "u")
+    finally:
+        srv.stop()
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    blend = Path(proc.stdout.strip().splitlines()[-1])
+    assert blend == (tmp_path / "out" / "scene.blend").resolve() and blend.is_file()
+    assert (tmp_path / "out" / "solve" / "cameras.json").is_file()
+    out = tmp_path / "inspect.json"
+    run_script("inspect_blend.py", blend, out, user_dir=tmp_path / "u2")
+    r = json.loads(out.read_text())
+    assert r["resolution"] == [320, 180]
+    assert r["frame_range"] == [1, FRAMES]
+    assert abs(r["fps"] - 24.0) < 1e-9
+    solve = json.loads((tmp_path / "out" / "solve" / "cameras.json").read_text())
+    registered = sum(f.get("registered", True) for f in solve["frames"])
+    assert registered >= FRAMES * 0.9
+    assert set(r["keys"].values()) == {registered}
+    assert r["clip"]
+    p = r["product"]
+    assert abs(p["extent"][2] - 0.26) < 1e-5 * 0.26
+    assert abs(p["min_height"]) < 1e-5
