@@ -61,7 +61,7 @@ def read_points(path: Path | str) -> tuple[np.ndarray, np.ndarray | None]:
         table = np.loadtxt(body.decode("ascii").splitlines()[:count], ndmin=2) if count else np.zeros((0, len(props)))
         if table.shape[0] != count:
             raise PlyError(f"{path}: expected {count} vertices, found {table.shape[0]}")
-        cols = {n: table[:, i] for i, n in enumerate(names)}
+        cols = {n: table[:, i].astype(t) for i, (n, t) in enumerate(props)}
     elif fmt in ("binary_little_endian", "binary_big_endian"):
         order = "<" if fmt == "binary_little_endian" else ">"
         dtype = np.dtype([(n, order + t) for n, t in props])
