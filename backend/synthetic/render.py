@@ -110,6 +110,7 @@ def _setup_render(bpy, args) -> None:
     if args.threads > 0:
         r.threads = args.threads
     r.dither_intensity = 0.0
+    r.use_motion_blur = False
     r.film_transparent = False
     scene.view_settings.view_transform = "Standard"
     scene.view_settings.look = "None"
@@ -140,6 +141,7 @@ def _add_cameras(bpy, args, mats):
     data.sensor_height = SENSOR_WIDTH_MM * h / w
     data.shift_x, data.shift_y = sx, sy
     data.clip_start, data.clip_end = 0.05, 200.0
+    data.dof.use_dof = False
     cam = bpy.data.objects.new("camera", data)
     scene.collection.objects.link(cam)
     cam.rotation_mode = "QUATERNION"

@@ -50,7 +50,7 @@ def textured_material(name: str, tint, scale: float, seed: float, roughness: flo
     nt.links.new(coord.outputs["Object"], mapping.inputs["Vector"])
     noise = n.new("ShaderNodeTexNoise")
     noise.inputs["Scale"].default_value = 2.0 * scale
-    noise.inputs["Detail"].default_value = 12.0
+    noise.inputs["Detail"].default_value = 8.0
     noise.inputs["Roughness"].default_value = 0.65
     vor = n.new("ShaderNodeTexVoronoi")
     vor.inputs["Scale"].default_value = 6.0 * scale
@@ -163,7 +163,7 @@ def build_scene(seed: int, occluder: bool = False, room_half: float = 4.0,
                   ((room_half, 0, wall_height / 2), (0.1, 2 * room_half, wall_height)),
                   ((-room_half, 0, wall_height / 2), (0.1, 2 * room_half, wall_height))]
     for i, (c, sz) in enumerate(wall_specs):
-        tint = tuple(rng.uniform(0.5, 0.9, 3))
+        tint = tuple(rng.uniform(0.45, 0.7, 3))
         add_box(f"wall_{i}", c, sz, textured_material(f"wall_mat_{i}", tint, 2.0, rng.uniform(0, 10)),
                 records, role="wall")
     add_box("box_a", BOX_A["centre"], BOX_A["size"],
@@ -218,7 +218,8 @@ def _add_lights(rng: np.random.Generator) -> None:
     sun_data.angle = math.radians(1.0)
     sun = bpy.data.objects.new("sun", sun_data)
     bpy.context.scene.collection.objects.link(sun)
-    sun.rotation_euler = (math.radians(35), 0.0, rng.uniform(0, 2 * np.pi))
+    # Azimuth within 60 deg of +Y: the light falls on the far (+Y) wall the cameras face.
+    sun.rotation_euler = (math.radians(40), 0.0, rng.uniform(-np.pi / 3, np.pi / 3))
     world = bpy.data.worlds.new("world")
     world.use_nodes = True
     bg = world.node_tree.nodes["Background"]
