@@ -184,6 +184,8 @@ def test_points_video_and_ground_plane(tmp_path):
     run_script("import_solve_extras.py", out, tmp_path / "cameras.json", tmp_path / "points.ply",
                tmp_path / "clip.mp4", user_dir=tmp_path / "user")
     r = json.loads(out.read_text())
+    assert r["footage"] == {"resolution": [w, h], "fps": 25.0, "range": [2, 4],
+                            "video_path": str(tmp_path / "clip.mp4")}
     assert np.allclose(r["points"], xyz, atol=0)
     assert np.array_equal(np.array(r["colors"]), rgb)
     assert np.allclose(r["ground_normal"], normal, atol=1e-6)

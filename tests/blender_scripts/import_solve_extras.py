@@ -14,6 +14,10 @@ out_path, cams, pts, video = sys.argv[1:5]
 blender_addon.register()
 bpy.ops.wm.read_factory_settings(use_empty=True)
 scene = bpy.context.scene
+bpy.ops.splatstage.load_footage(filepath=video, frame_start=1, frame_end=3)
+footage = {"resolution": [scene.render.resolution_x, scene.render.resolution_y],
+           "fps": scene.render.fps / scene.render.fps_base, "range": [scene.frame_start, scene.frame_end],
+           "video_path": scene.splatstage.video_path}
 res = bpy.ops.splatstage.import_cameras(filepath=cams, points_path=pts, video_path=video)
 assert res == {"FINISHED"}, res
 cam = scene.camera
@@ -27,6 +31,7 @@ col.data.foreach_get("color_srgb", rgba)
 bg = cam.data.background_images[0]
 gw = np.array(ground.matrix_world)
 out = {
+    "footage": footage,
     "points": co.reshape(-1, 3).tolist(),
     "colors": np.round(rgba.reshape(-1, 4)[:, :3] * 255).astype(int).tolist(),
     "ground_normal": (gw[:3, :3] @ [0, 0, 1]).tolist(),
