@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from gsplat.cuda._torch_impl import (
     _persp_proj,
@@ -66,11 +67,12 @@ def project(means, quats, scales, opacities, viewmats, Ks, width, height,
     return means2d, conics, depths, radii, opac
 
 
-def _composite_camera(means2d, conics, opac, feats, radii, depths, width, height, budget, tile=16):
+def _composite_camera(means2d, conics, opac, feats, radii, depths, width, height, budget, tile=8):
     """Composite one camera. Returns features [H,W,D] and alpha [H,W,1] (no background).
 
-    Pixels are grouped into ``tile`` x ``tile`` tiles; each tile evaluates the depth-sorted
-    Gaussians whose bounding box touches it (padded to the longest list in the group).
+    Pixels are grouped into ``tile`` x ``tile`` tiles; each tile evaluates, densely, the
+    depth-sorted Gaussians whose bounding box touches it. Tiles are batched in groups of
+    similar list length (padded to the group's longest) within ``budget`` elements.
     """
     device, dtype = means2d.device, means2d.dtype
     D = feats.shape[-1]
@@ -81,6 +83,7 @@ def _composite_camera(means2d, conics, opac, feats, radii, depths, width, height
                 torch.zeros(height, width, 1, device=device, dtype=dtype) + zero)
     order = visible[torch.argsort(depths[visible].detach(), stable=True)]
     tw, th = math.ceil(width / tile), math.ceil(height / tile)
+    n_tiles = tw * th
     with torch.no_grad():
         m = means2d[order].detach()
         r = radii[order].to(dtype)
@@ -93,27 +96,35 @@ def _composite_camera(means2d, conics, opac, feats, radii, depths, width, height
         rank = torch.repeat_interleave(torch.arange(order.numel(), device=device), counts)
         start = torch.cumsum(counts, 0) - counts
         local = torch.arange(rank.numel(), device=device) - start[rank]
-        tx = x0[rank] + local % nx[rank]
-        ty = y0[rank] + local // nx[rank]
-        tile_id = ty * tw + tx
-        srt = torch.argsort(tile_id, stable=True)
+        tile_id = (y0[rank] + local // nx[rank]) * tw + x0[rank] + local % nx[rank]
+        srt = torch.argsort(tile_id, stable=True)  # stable: keeps depth order within a tile
         tile_id, rank = tile_id[srt], rank[srt]
-        per_tile = torch.bincount(tile_id, minlength=tw * th)
+        per_tile = torch.bincount(tile_id, minlength=n_tiles)
         tile_start = torch.cumsum(per_tile, 0) - per_tile
-        slot = torch.arange(tile_id.numel(), device=device) - tile_start[tile_id]
-        mmax = max(1, int(per_tile.max().item()))
-        lists = torch.full((tw * th, mmax), order.numel(), device=device, dtype=torch.long)
-        lists[tile_id, slot] = rank
+        by_count = torch.argsort(per_tile, stable=True)
+        counts_sorted = per_tile[by_count].cpu().numpy()
     pad = lambda t: torch.cat([t, torch.zeros_like(t[:1])], 0)  # noqa: E731
     m2, con, op, ft = pad(means2d[order]), pad(conics[order]), pad(opac[order]), pad(feats[order])
     ly, lx = torch.meshgrid(torch.arange(tile, device=device, dtype=dtype),
                             torch.arange(tile, device=device, dtype=dtype), indexing="ij")
     lx, ly = lx.reshape(-1), ly.reshape(-1)
-    tiles_per_group = max(1, budget // (tile * tile * mmax))
-    out_c, out_a = [], []
-    for g0 in range(0, tw * th, tiles_per_group):
-        ids = torch.arange(g0, min(tw * th, g0 + tiles_per_group), device=device)
-        lst = lists[ids]  # [T, M]
+    P = tile * tile
+    a = int(np.searchsorted(counts_sorted, 1))  # tiles without Gaussians stay empty
+    outs_c, outs_a, done = [], [], []
+    while a < n_tiles:
+        lo, hi = a + 1, n_tiles  # largest group [a, b) whose padded size fits the budget
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if (mid - a) * P * int(counts_sorted[mid - 1]) <= budget:
+                lo = mid
+            else:
+                hi = mid - 1
+        b = lo
+        ids = by_count[a:b]
+        j = torch.arange(int(counts_sorted[b - 1]), device=device)
+        slot = tile_start[ids][:, None] + j[None, :]
+        valid = j[None, :] < per_tile[ids][:, None]
+        lst = torch.where(valid, rank[slot.clamp(max=rank.numel() - 1)], order.numel())  # [T, M]
         px = ((ids % tw).to(dtype) * tile)[:, None] + lx[None, :] + 0.5  # [T, P]
         py = ((ids // tw).to(dtype) * tile)[:, None] + ly[None, :] + 0.5
         gm = m2[lst]  # [T, M, 2]
@@ -128,18 +139,24 @@ def _composite_camera(means2d, conics, opac, feats, radii, depths, width, height
         log_after = torch.cumsum(log_t, dim=-1)
         keep = (log_after > math.log(TRANSMITTANCE_STOP)).to(dtype)
         w = alpha * torch.exp(log_after - log_t) * keep
-        out_c.append(torch.bmm(w, ft[lst]))
-        out_a.append(w.sum(dim=-1, keepdim=True))
-    col = torch.cat(out_c, 0).reshape(th, tw, tile, tile, D).permute(0, 2, 1, 3, 4)
-    alp = torch.cat(out_a, 0).reshape(th, tw, tile, tile, 1).permute(0, 2, 1, 3, 4)
-    col = col.reshape(th * tile, tw * tile, D)[:height, :width]
-    alp = alp.reshape(th * tile, tw * tile, 1)[:height, :width]
-    return col, alp
+        outs_c.append(torch.bmm(w, ft[lst]))
+        outs_a.append(w.sum(dim=-1, keepdim=True))
+        done.append(ids)
+        a = b
+    col = torch.zeros(n_tiles, P, D, device=device, dtype=dtype)
+    alp = torch.zeros(n_tiles, P, 1, device=device, dtype=dtype)
+    if done:
+        ids = torch.cat(done)
+        col = col.index_put((ids,), torch.cat(outs_c))
+        alp = alp.index_put((ids,), torch.cat(outs_a))
+    col = col.reshape(th, tw, tile, tile, D).permute(0, 2, 1, 3, 4).reshape(th * tile, tw * tile, D)
+    alp = alp.reshape(th, tw, tile, tile, 1).permute(0, 2, 1, 3, 4).reshape(th * tile, tw * tile, 1)
+    return col[:height, :width], alp[:height, :width]
 
 
 def rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
               sh_degree=None, near_plane=0.01, far_plane=1e10, eps2d=0.3, backgrounds=None,
-              render_mode="RGB", rasterize_mode="classic", pixel_budget=1 << 22, **_ignored):
+              render_mode="RGB", rasterize_mode="classic", pixel_budget=1 << 21, **_ignored):
     """Render N Gaussians into C cameras; the arguments mirror ``gsplat.rasterization``.
 
     ``means`` [N,3], ``quats`` [N,4] (wxyz, any norm), ``scales`` [N,3] (activated),

@@ -1,0 +1,105 @@
+"""Job ``reconstruct``: camera solve folder -> Gaussian splats (thin adapter over
+:func:`backend.pipelines.reconstruct.reconstruct`).
+
+Outputs: splats.ply (3DGS layout, Blender world), splats.splat, metrics.json, holdout.png
+(ground truth | render | error), cameras_refined.json with ``--refine-cameras``. Arrays: the
+"splat mesh" payload (positions, colors (linear RGB), opacity, scales, rotations, sh_rest).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from backend.jobs import JobResult
+from backend.progress import JobError, Progress
+
+STRATEGIES = ("default", "mcmc")
+DEVICES = ("cpu", "cuda")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("solve_dir", type=Path, help="camera-solve folder (cameras.json, points.ply)")
+    parser.add_argument("--input", "--video", "--images", dest="input", type=Path,
+                        help="the footage (video file or image folder), if cameras.json does not record it")
+    parser.add_argument("--steps", type=int, default=7000, help="training steps (default 7000)")
+    parser.add_argument("--device", choices=DEVICES, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--strategy", choices=STRATEGIES, default="default",
+                        help="densification: gsplat's default (split/clone/prune) or mcmc")
+    parser.add_argument("--sh-degree", type=int, default=3, help="spherical-harmonics degree 0..3")
+    parser.add_argument("--max-size", type=int, default=1600,
+                        help="longest side of the training images in pixels (default 1600)")
+    parser.add_argument("--refine-cameras", action="store_true", help="optimise camera poses too")
+    parser.add_argument("--no-appearance", action="store_true",
+                        help="disable the per-frame colour (exposure) compensation")
+    parser.add_argument("--holdout-every", type=int, default=8, help="hold out every Nth frame (default 8)")
+    parser.add_argument("--checkpoint-every", type=int, default=1000, help="checkpoint period in steps")
+    parser.add_argument("--checkpoint-dir", type=Path,
+                        help="where checkpoints live (default: the project cache, keyed by solve and options)")
+    parser.add_argument("--frames-budget-gb", type=float, default=4.0,
+                        help="GPU memory the decoded frames may take; beyond it they stay in host memory")
+    parser.add_argument("--max-gaussians", type=int, default=1_000_000, help="cap for --strategy mcmc")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, help="CPU threads for --device cpu")
+
+
+def params_from_args(args: argparse.Namespace) -> dict:
+    p = {
+        "solve_dir": str(Path(args.solve_dir).resolve()),
+        "steps": args.steps, "strategy": args.strategy, "sh_degree": args.sh_degree,
+        "max_size": args.max_size, "refine_cameras": bool(args.refine_cameras),
+        "appearance": not args.no_appearance, "holdout_every": args.holdout_every,
+        "checkpoint_every": args.checkpoint_every, "frames_budget_gb": args.frames_budget_gb,
+        "max_gaussians": args.max_gaussians, "seed": args.seed,
+    }
+    if args.device:
+        p["device"] = args.device
+    if args.input:
+        p["input"] = str(Path(args.input).resolve())
+    if args.checkpoint_dir:
+        p["checkpoint_dir"] = str(Path(args.checkpoint_dir).resolve())
+    if args.threads:
+        p["threads"] = args.threads
+    return p
+
+
+def _int(params: dict, key: str, default: int, lo: int, hi: int) -> int:
+    v = params.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise JobError(f"reconstruct: {key} must be an integer in [{lo}, {hi}], got {v!r}", "bad_params")
+    return v
+
+
+def run(params: dict, out_dir: Path, progress: Progress) -> JobResult:
+    from backend.pipelines.reconstruct import TrainConfig, default_device, reconstruct
+
+    if not isinstance(params.get("solve_dir"), str):
+        raise JobError("reconstruct: solve_dir (the camera-solve folder) is required", "bad_params")
+    steps = _int(params, "steps", 7000, 1, 1_000_000)
+    sh = _int(params, "sh_degree", 3, 0, 3)
+    strategy = params.get("strategy", "default")
+    if strategy not in STRATEGIES:
+        raise JobError(f"reconstruct: strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}",
+                       "bad_params")
+    device = params.get("device") or default_device()
+    if device not in DEVICES:
+        raise JobError(f"reconstruct: device must be cpu or cuda, got {device!r}", "bad_params")
+    budget = params.get("frames_budget_gb", 4.0)
+    if not isinstance(budget, (int, float)) or budget < 0:
+        raise JobError("reconstruct: frames_budget_gb must be a non-negative number", "bad_params")
+    cfg = TrainConfig(
+        steps=steps, strategy=strategy, sh_degree=sh,
+        sh_degree_interval=max(1, min(1000, steps // (2 * (sh + 1)))),
+        holdout_every=_int(params, "holdout_every", 8, 0, 10_000),
+        appearance=bool(params.get("appearance", True)),
+        refine_cameras=bool(params.get("refine_cameras", False)),
+        checkpoint_every=_int(params, "checkpoint_every", 1000, 0, 1_000_000),
+        eval_every=max(1, min(500, steps // 10)),
+        seed=_int(params, "seed", 0, 0, 2**31 - 1),
+        cap_max=_int(params, "max_gaussians", 1_000_000, 1, 100_000_000),
+        cpu_threads=params.get("threads"),
+    )
+    files, arrays, metrics, _ = reconstruct(
+        params["solve_dir"], out_dir, cfg, device=device, input_path=params.get("input"),
+        max_size=_int(params, "max_size", 1600, 16, 16384), frames_budget_gb=float(budget),
+        checkpoint_dir=params.get("checkpoint_dir"), progress=progress)
+    return JobResult(files=files, arrays=arrays, summary=metrics)

@@ -1,0 +1,33 @@
+"""Choose the rasterizer: gsplat's CUDA ``rasterization`` or the pure-PyTorch one."""
+from __future__ import annotations
+
+import torch
+
+BACKENDS = ("auto", "gsplat", "torch")
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown rasterizer backend {backend!r}; expected one of {BACKENDS}")
+    if backend == "auto":
+        return "gsplat" if device.type == "cuda" else "torch"
+    if backend == "gsplat" and device.type != "cuda":
+        raise ValueError("the gsplat rasterizer needs a CUDA device")
+    return backend
+
+
+def rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
+              backend: str = "auto", **kwargs):
+    """Render like ``gsplat.rasterization`` (non-packed) with the chosen backend.
+
+    Returns ``(colors [C,H,W,D], alphas [C,H,W,1], info)``.
+    """
+    which = resolve_backend(backend, means.device)
+    if which == "gsplat":
+        from gsplat import rasterization
+
+        return rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
+                             packed=False, **kwargs)
+    from .raster_torch import rasterize as rasterize_torch
+
+    return rasterize_torch(means, quats, scales, opacities, colors, viewmats, Ks, width, height, **kwargs)
