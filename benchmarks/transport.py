@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.conftest import ServerProcess  # noqa: E402
+from backend.server.launch import ServerProcess  # noqa: E402
 
 
 def machine_name() -> str:
