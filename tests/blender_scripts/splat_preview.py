@@ -12,6 +12,7 @@ import sys
 
 import bpy
 import numpy as np
+from mathutils import Matrix
 
 from blender_addon.splats import attributes, importer, preview
 
@@ -56,7 +57,7 @@ elif mode == "render":
     obj = importer.create_splat_object(splats, "Splats", display_fraction=1.0, splat_size=float(d["splat_size"]))
     cam = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))
     scene.collection.objects.link(cam)
-    cam.matrix_world = [list(r) for r in d["c2w"]]
+    cam.matrix_world = Matrix(d["c2w"].tolist())           # rows (RNA arrays are column-major)
     cam.data.sensor_fit, cam.data.sensor_width = "HORIZONTAL", 36.0
     cam.data.lens = f * 36.0 / w
     scene.camera = cam
