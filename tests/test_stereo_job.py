@@ -114,3 +114,28 @@ def test_cli_arguments_round_trip(clip, tmp_path):
     assert params["interaxial"] == 0.05 and params["convergence"] == 3 and params["max_disparity"] == 20
     assert params["input"] == str(clip["video"].resolve())
     json.dumps(params)
+
+
+class InverseDepthOfBrightness(__import__("torch").nn.Module):
+    """Stand-in monocular model: 'inverse depth' = mean brightness (deterministic, no weights)."""
+
+    def forward(self, x):
+        return x.mean(dim=1)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_monocular_depth_spans_the_budget(clip, tmp_path):
+    import torch
+
+    from backend.pipelines.stereo.depth import MONO_MODEL
+
+    weights = tmp_path / "weights"
+    (weights / "depth").mkdir(parents=True)
+    (weights / "depth" / "config.json").write_text(json.dumps({"input_size": 56}))
+    torch.jit.save(torch.jit.trace(InverseDepthOfBrightness(), torch.rand(1, 3, 42, 56)), str(weights / MONO_MODEL))
+    res = job.run({"input": str(clip["video"]), "weights": str(weights), "max_disparity": 6.0, "convergence": 0.25},
+                  tmp_path / "o", Progress())
+    assert res.summary["depth"] == "monocular" and res.summary["frames"] == T
+    lo, hi = res.summary["disparity_px"]
+    # normalised inverse depth in [0, 1] (1st..99th percentile) minus the convergence fraction, times 6 px
+    assert lo == pytest.approx(-6.0 * 0.25, abs=1e-4) and hi == pytest.approx(6.0 * 0.75, abs=1e-4)

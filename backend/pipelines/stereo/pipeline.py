@@ -117,24 +117,36 @@ class _Disparities:
             return np.asarray(raw, np.float32)
         raise JobError(f"unknown depth kind {kind!r}", "bad_input")
 
-    def for_frame(self, units: list[np.ndarray], centre: int) -> Callable[[int], np.ndarray]:
+    def stats(self, unit: np.ndarray):
+        """Per-frame statistic the window combines: (p1, p99) of relative depth, else the budget scale.
+
+        Percentiles are taken on every 4th pixel of every 4th row: plenty for a robust range.
+        """
+        sub = unit[::4, ::4]
+        if self.kind == "relative":
+            v = sub[np.isfinite(sub)]
+            if v.size == 0:
+                raise JobError("the depth model returned no finite value", "bad_input")
+            lo, hi = np.percentile(v, [1.0, 99.0])
+            return float(lo), float(hi)
+        return budget_scale(sub, self.s.max_disparity) if self.s.max_disparity else 1.0
+
+    def for_frame(self, units: list[np.ndarray], stats: list, centre: int) -> Callable[[int], np.ndarray]:
         """Disparity maker for frames of ``units`` consistent with the core frame ``centre``."""
         k = self.s.temporal_radius
-        window = units[max(0, centre - k): centre + k + 1]
+        window = stats[max(0, centre - k): centre + k + 1]
         if self.kind == "relative":
             cf = 0.5 if self.convergence is None else float(self.convergence)
             budget = self.s.max_disparity or 0.03 * self.width
-            los, his = zip(*(np.percentile(u[np.isfinite(u)], [1.0, 99.0]) for u in window))
-            lo, hi = float(np.median(los)), float(np.median(his))
+            lo = float(np.median([a for a, _ in window]))
+            hi = float(np.median([b for _, b in window]))
             span = max(hi - lo, 1e-12)
-            return lambda i: np.clip(budget * ((units[i] - lo) / span - cf), -budget, budget).astype(np.float32)
-        scale = 1.0
-        if self.s.max_disparity:
-            scale = min(budget_scale(u, self.s.max_disparity) for u in window)
+            return lambda i: (budget * (np.clip((units[i] - lo) / span, 0.0, 1.0) - cf)).astype(np.float32)
+        scale = np.float32(min(window))
         m = self.s.max_disparity
         if m:
-            return lambda i: np.clip(units[i] * np.float32(scale), -m, m)
-        return lambda i: units[i] * np.float32(scale)
+            return lambda i: np.clip(units[i] * scale, -m, m)
+        return lambda i: units[i] * scale
 
 
 def _warp(left_u8: np.ndarray, disp: np.ndarray, settings: WarpSettings):
@@ -202,11 +214,12 @@ def depth_warp_stereo(frames: Iterable[np.ndarray], depth_fn: DepthFn, settings:
             if raw.shape != (h, w):
                 raise JobError(f"depth of frame {i} is {raw.shape}, the frame is {(h, w)}", "bad_input")
             units.append(maker.unit(kind, raw))
+        stats = [maker.stats(u) for u in units]
         for t in ch.core():
             if progress is not None:
                 progress.check()
             c = ch.local(t)
-            disp_of = maker.for_frame(units, c)
+            disp_of = maker.for_frame(units, stats, c)
             order = [c + s * j for j in range(1, k + 1) for s in (-1, 1)]
             neighbours = [(lefts[o], disp_of(o)) for o in order if 0 <= o < len(lefts)]
             yield synthesize(lefts[c], disp_of(c), neighbours, settings, inpainter, t)
