@@ -46,20 +46,22 @@ def script_args() -> list[str]:
 
 
 def load_addon():
-    """The enabled Splatstage extension's module, else this checkout's add-on (registered)."""
+    """(module, registered_here): the enabled Splatstage extension, else this checkout's add-on,
+    registered by this call (the caller unregisters it before exit)."""
     import bpy
 
     for addon in bpy.context.preferences.addons:
         if addon.module.endswith(".splatstage"):
-            return sys.modules[addon.module]
+            return sys.modules[addon.module], False
     root = str(Path(__file__).resolve().parents[1])
     if root not in sys.path:
         sys.path.insert(0, root)
     import blender_addon
 
-    if not hasattr(bpy.types, "SPLATSTAGE_OT_import_cameras"):
-        blender_addon.register()
-    return blender_addon
+    if hasattr(bpy.types, "SPLATSTAGE_OT_import_cameras"):
+        return blender_addon, False
+    blender_addon.register()
+    return blender_addon, True
 
 
 def view_ground_point(scene):
@@ -84,7 +86,6 @@ def view_ground_point(scene):
 def run(args: argparse.Namespace) -> Path:
     import bpy
 
-    load_addon()
     scene = bpy.context.scene
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -115,12 +116,16 @@ def run(args: argparse.Namespace) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(script_args() if argv is None else argv)
+    addon, registered_here = load_addon()
     try:
         blend = run(args)
     except Exception as exc:  # noqa: BLE001 - one line to stderr, non-zero exit
         msg = " ".join(str(exc).split()) or type(exc).__name__
         print(f"batch: error: {msg}", file=sys.stderr, flush=True)
         return 1
+    finally:
+        if registered_here:
+            addon.unregister()  # also avoids bpy 4.2's crash at exit with classes still registered
     print(blend, flush=True)
     return 0
 

@@ -19,7 +19,10 @@ from blender_addon.core.backend_link import BackendLink
 sys.path.insert(0, str(Path(__file__).resolve().parent / "blender_scripts"))
 from bpy_subprocess import run_script  # noqa: E402
 
-MAX_DRAIN_S = 0.005   # a drain is a few queue operations; far below one 60 Hz UI frame
+# A drain is a few queue operations, but it may wait for the GIL (switch interval 5 ms) and be
+# descheduled on a loaded CI box. The waits it must never include are network round trips,
+# which the link bounds at >= 500 ms; 50 ms separates the two by an order of magnitude.
+MAX_DRAIN_S = 0.050
 
 
 def pump(link: BackendLink, until, timeout: float):
