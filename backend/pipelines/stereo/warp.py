@@ -88,38 +88,45 @@ def _warp_numpy(image, dx, z, dy, valid, z_tol) -> Warped:
     if dx.shape != (h, w):
         raise ValueError(f"forward_warp: dx has shape {dx.shape}, expected {(h, w)}")
     z = np.zeros((h, w), np.float32) if z is None else np.asarray(z, np.float32)
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    dyv = None if dy is None else np.asarray(dy, np.float32)
     keep = np.isfinite(dx) & np.isfinite(z)
+    dyv = None if dy is None else np.asarray(dy, np.float32)
     if dyv is not None:
         keep &= np.isfinite(dyv)
     if valid is not None:
         keep &= np.asarray(valid, bool)
-    src = np.flatnonzero(keep.ravel())
-    xs, ys, dxs, zs = xs.ravel()[src], ys.ravel()[src], dx.ravel()[src], z.ravel()[src]
-    dys = None if dyv is None else dyv.ravel()[src]
-    tis, wts, srcs, zks = [], [], [], []
+    all_valid = bool(keep.all())
+    xs = np.broadcast_to(np.arange(w, dtype=np.float32), (h, w))
+    ys = np.broadcast_to(np.arange(h, dtype=np.float32)[:, None], (h, w))
+    if all_valid:
+        src = None
+        xs, ys, dxs, zs = xs.ravel(), ys.ravel(), dx.ravel(), z.ravel()
+        dys = None if dyv is None else dyv.ravel()
+    else:
+        src = np.flatnonzero(keep.ravel())
+        xs, ys, dxs, zs = xs.ravel()[src], ys.ravel()[src], dx.ravel()[src], z.ravel()[src]
+        dys = None if dyv is None else dyv.ravel()[src]
+    n = h * w
+    tis, wts = [], []
     for tx, ty, wt in _taps(xs, ys, dxs, dys, np.floor):
         ok = (tx >= 0) & (tx < w) & (ty >= 0) & (ty < h) & (wt > 0)
-        tis.append((ty[ok].astype(np.int64) * w + tx[ok].astype(np.int64)))
-        wts.append(wt[ok])
-        srcs.append(src[ok])
-        zks.append(zs[ok])
+        ti = ty.astype(np.int64) * w + tx.astype(np.int64)
+        tis.append(np.where(ok, ti, n))  # slot n collects the taps that leave the image
+        wts.append(np.where(ok, wt, np.float32(0)))
+    taps = len(tis)
     ti = np.concatenate(tis)
-    wt = np.concatenate(wts).astype(np.float32)
-    si = np.concatenate(srcs)
-    zk = np.concatenate(zks)
-    n = h * w
-    zbuf = np.full(n, -np.inf, np.float32)
+    wt = np.concatenate(wts).astype(np.float32, copy=False)
+    zk = np.tile(zs, taps)
+    zbuf = np.full(n + 1, -np.inf, np.float32)
     np.maximum.at(zbuf, ti, zk)
-    acc = zk >= zbuf[ti] - z_tol
-    ti, wt, si = ti[acc], wt[acc], si[acc]
-    weight = np.bincount(ti, weights=wt, minlength=n).astype(np.float32)
+    wt = wt * (zk >= zbuf[ti] - np.float32(z_tol))
+    weight = np.bincount(ti, weights=wt, minlength=n + 1)[:n].astype(np.float32)
+    colours = img if src is None else img[src]
     out = np.empty((n, c), np.float32)
     for ch in range(c):
-        out[:, ch] = np.bincount(ti, weights=wt * img[si, ch], minlength=n)
+        out[:, ch] = np.bincount(ti, weights=wt * np.tile(colours[:, ch], taps), minlength=n + 1)[:n]
+    zbuf = zbuf[:n]
     hole = weight < MIN_WEIGHT
-    out /= np.where(hole, 1.0, weight)[:, None]
+    out /= np.where(hole, np.float32(1), weight)[:, None]
     out[hole] = 0.0
     zbuf[hole] = -np.inf
     out = out.reshape(h, w, c)
@@ -129,6 +136,8 @@ def _warp_numpy(image, dx, z, dy, valid, z_tol) -> Warped:
 
 
 def _warp_torch(image, dx, z, dy, valid, z_tol) -> Warped:
+    """Torch version: no data-dependent shapes (invalid taps go to a spare slot), so on a GPU
+    every step is an asynchronous kernel."""
     dev = image.device
     squeeze = image.ndim == 2
     img = image[..., None] if squeeze else image
@@ -138,39 +147,38 @@ def _warp_torch(image, dx, z, dy, valid, z_tol) -> Warped:
     if tuple(dx.shape) != (h, w):
         raise ValueError(f"forward_warp: dx has shape {tuple(dx.shape)}, expected {(h, w)}")
     z = torch.zeros((h, w), device=dev) if z is None else torch.as_tensor(z, device=dev, dtype=torch.float32)
-    ys, xs = torch.meshgrid(torch.arange(h, device=dev, dtype=torch.float32),
-                            torch.arange(w, device=dev, dtype=torch.float32), indexing="ij")
+    xs = torch.arange(w, device=dev, dtype=torch.float32).expand(h, w)
+    ys = torch.arange(h, device=dev, dtype=torch.float32)[:, None].expand(h, w)
     dyv = None if dy is None else torch.as_tensor(dy, device=dev, dtype=torch.float32)
     keep = torch.isfinite(dx) & torch.isfinite(z)
     if dyv is not None:
         keep &= torch.isfinite(dyv)
+        dyv = torch.where(keep, dyv, 0.0).reshape(-1)
     if valid is not None:
         keep &= torch.as_tensor(valid, device=dev, dtype=torch.bool)
-    src = torch.nonzero(keep.reshape(-1), as_tuple=True)[0]
-    xs, ys, dxs, zs = xs.reshape(-1)[src], ys.reshape(-1)[src], dx.reshape(-1)[src], z.reshape(-1)[src]
-    dys = None if dyv is None else dyv.reshape(-1)[src]
-    tis, wts, srcs, zks = [], [], [], []
-    for tx, ty, wt in _taps(xs, ys, dxs, dys, torch.floor):
-        ok = (tx >= 0) & (tx < w) & (ty >= 0) & (ty < h) & (wt > 0)
-        tis.append(ty[ok].long() * w + tx[ok].long())
-        wts.append(wt[ok])
-        srcs.append(src[ok])
-        zks.append(zs[ok])
+    keep = keep.reshape(-1)
+    dxs = torch.where(keep, dx.reshape(-1), 0.0)
+    zs = torch.where(keep, z.reshape(-1), -float("inf"))
+    n = h * w
+    tis, wts = [], []
+    for tx, ty, wt in _taps(xs.reshape(-1), ys.reshape(-1), dxs, dyv, torch.floor):
+        ok = keep & (tx >= 0) & (tx < w) & (ty >= 0) & (ty < h) & (wt > 0)
+        tis.append(torch.where(ok, ty.long() * w + tx.long(), n))  # slot n collects invalid taps
+        wts.append(torch.where(ok, wt, 0.0))
+    taps = len(tis)
     ti = torch.cat(tis)
     wt = torch.cat(wts)
-    si = torch.cat(srcs)
-    zk = torch.cat(zks)
-    n = h * w
-    zbuf = torch.full((n,), -float("inf"), device=dev)
+    zk = zs.repeat(taps)
+    zbuf = torch.full((n + 1,), -float("inf"), device=dev)
     zbuf.scatter_reduce_(0, ti, zk, reduce="amax", include_self=True)
-    acc = zk >= zbuf[ti] - z_tol
-    ti, wt, si = ti[acc], wt[acc], si[acc]
-    weight = torch.zeros(n, device=dev).index_add_(0, ti, wt)
-    out = torch.zeros((n, c), device=dev).index_add_(0, ti, img[si] * wt[:, None])
+    wt = wt * (zk >= zbuf[ti] - z_tol)
+    weight = torch.zeros(n + 1, device=dev).index_add_(0, ti, wt)[:n]
+    out = torch.zeros((n + 1, c), device=dev).index_add_(0, ti, img.repeat(taps, 1) * wt[:, None])[:n]
+    zbuf = zbuf[:n]
     hole = weight < MIN_WEIGHT
     out = out / torch.where(hole, torch.ones_like(weight), weight)[:, None]
-    out[hole] = 0.0
-    zbuf[hole] = -float("inf")
+    out = torch.where(hole[:, None], 0.0, out)
+    zbuf = torch.where(hole, -float("inf"), zbuf)
     out = out.reshape(h, w, c)
     if squeeze:
         out = out[..., 0]
