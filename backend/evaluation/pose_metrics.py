@@ -53,8 +53,12 @@ def rotation_alignment(r_est: np.ndarray, r_true: np.ndarray) -> np.ndarray:
 
 def rotation_angle_deg(r: np.ndarray) -> np.ndarray:
     """Angle (degrees) of rotation matrices ``[..., 3, 3]``."""
+    r = np.asarray(r, np.float64)
     c = (np.trace(r, axis1=-2, axis2=-1) - 1.0) / 2.0
-    return np.degrees(np.arccos(np.clip(c, -1.0, 1.0)))
+    v = np.stack([r[..., 2, 1] - r[..., 1, 2], r[..., 0, 2] - r[..., 2, 0],
+                  r[..., 1, 0] - r[..., 0, 1]], -1)
+    s = np.linalg.norm(v, axis=-1) / 2.0
+    return np.degrees(np.arctan2(s, c))
 
 
 def trajectory_extent(centres: np.ndarray) -> float:

@@ -69,9 +69,7 @@ def solve(input_path: str | Path, options: SolveOptions | None = None,
 
     prog.stage("decode", f"probing {path.name}")
     info = probe(path)
-    matcher = opts.matcher
-    if matcher == "auto":
-        matcher = "sift" if info.is_image_folder else "klt"
+    matcher = "klt" if opts.matcher == "auto" else opts.matcher
     if matcher not in ("klt", "sift"):
         raise JobError(f"unknown matcher {matcher!r} (use klt or sift)", code="bad_params")
     sw, sh = _solve_size(info.width, info.height, opts.max_size)
@@ -82,26 +80,8 @@ def solve(input_path: str | Path, options: SolveOptions | None = None,
 
     prog.stage("track", f"tracking {expected} frames at {sw}x{sh}")
     t = time.perf_counter()
-    tracker = KLTTracker((info.width, info.height), (sw, sh), max_corners=opts.max_corners)
-    small_frames: list[np.ndarray] = []
-    sources: list[str] = []
-    for n, (index, source, rgb) in enumerate(iter_frames(path, opts.start, opts.stop, opts.stride,
-                                                         opts.max_frames, opts.max_size)):
-        if rgb.shape[1] != sw or rgb.shape[0] != sh:
-            raise JobError(f"frame {source} of {name} has size {rgb.shape[1]}x{rgb.shape[0]}, "
-                           f"expected {sw}x{sh} (all images must share one size)", code="bad_input")
-        if matcher == "klt":
-            tracker.add(rgb, index, source)
-        else:
-            tracker.tracks.sources.append(source)
-            tracker.tracks.indices.append(index)
-            tracker.tracks.texture.append(float(rgb.std()))
-            small_frames.append(rgb)
-        sources.append(source)
-        prog.update((n + 1) / expected, f"frame {n + 1}/{expected}")
-    tracks = tracker.tracks
+    tracks, small_frames, sources = _decode(path, opts, matcher, info, (sw, sh), expected, prog)
     n_frames = len(sources)
-    timings["track"] = time.perf_counter() - t
     if n_frames < 3:
         raise JobError(f"{name}: only {n_frames} usable frame(s); a camera solve needs at least 3",
                        code="too_few_frames")
@@ -109,9 +89,14 @@ def solve(input_path: str | Path, options: SolveOptions | None = None,
         raise JobError(f"{name}: blank frames (no image texture to track)", code="featureless")
     if matcher == "klt":
         counts = np.array([len(f.ids) for f in tracks.frames])
-        if np.median(counts) < 30:
-            raise JobError(f"{name}: featureless video (median {int(np.median(counts))} trackable "
+        if np.percentile(counts, 90) < 30:
+            raise JobError(f"{name}: featureless video (at most {int(counts.max())} trackable "
                            "corners per frame)", code="featureless")
+        if opts.matcher == "auto" and _tracking_broken(tracks):
+            matcher = "sift"
+            prog.stage("track", "tracks do not connect the frames: switching to SIFT matching")
+            _, small_frames, _ = _decode(path, opts, matcher, info, (sw, sh), expected, prog)
+    timings["track"] = time.perf_counter() - t
 
     scale_px = info.width / sw
     noise_px = 0.5 * scale_px
@@ -134,6 +119,39 @@ def solve(input_path: str | Path, options: SolveOptions | None = None,
     stats["frames_per_second"] = round(n_frames / total, 3) if total > 0 else None
     sol.stats = stats
     return sol
+
+
+def _decode(path, opts, matcher, info, size, expected, prog):
+    """Stream the frames once: KLT tracks, or (for SIFT) the solve-size frames themselves."""
+    sw, sh = size
+    tracker = KLTTracker((info.width, info.height), (sw, sh), max_corners=opts.max_corners)
+    small_frames: list[np.ndarray] = []
+    sources: list[str] = []
+    for n, (index, source, rgb) in enumerate(iter_frames(path, opts.start, opts.stop, opts.stride,
+                                                         opts.max_frames, opts.max_size)):
+        if rgb.shape[1] != sw or rgb.shape[0] != sh:
+            raise JobError(f"frame {source} of {path} has size {rgb.shape[1]}x{rgb.shape[0]}, "
+                           f"expected {sw}x{sh} (all images must share one size)", code="bad_input")
+        if matcher == "klt":
+            tracker.add(rgb, index, source)
+        else:
+            tracker.tracks.sources.append(source)
+            tracker.tracks.indices.append(index)
+            tracker.tracks.texture.append(float(rgb.std()))
+            small_frames.append(rgb)
+        sources.append(source)
+        prog.update((n + 1) / expected, f"frame {n + 1}/{expected}")
+    return tracker.tracks, small_frames, sources
+
+
+def _tracking_broken(tracks, min_survival: float = 0.5) -> bool:
+    """True when consecutive frames share too few tracks for the KLT front end (photo sets)."""
+    survival = []
+    for a in range(len(tracks) - 1):
+        na = len(tracks.frames[a].ids)
+        if na:
+            survival.append(len(tracks.common(a, a + 1)[0]) / na)
+    return not survival or float(np.median(survival)) < min_survival
 
 
 def _solve_tracks(tracks, opts, prog, stats, timings, noise_px, name):
@@ -234,6 +252,20 @@ def _collect(rec, n, colour):
             np.array(rgb).reshape(-1, 3).round().astype(np.uint8), np.array(lengths, np.int32))
 
 
+def _register_rotation_all(tracks, model, prog):
+    n = len(tracks)
+    rots, errors = {}, np.full(n, np.nan)
+    for p in range(n):
+        got = rotation.register_rotation(tracks, model, p)
+        if got is not None:
+            rots[p], errors[p] = got
+        elif p in model.rotations and len(tracks.frames[p].ids) >= 30:
+            rots[p] = model.rotations[p]
+        if p % 10 == 0:
+            prog.update(p / n)
+    return rots, errors
+
+
 def _finish_rotation(tracks, model, keys, prog, stats, timings):
     n = len(tracks)
     stats["rotation_only"] = True
@@ -242,19 +274,9 @@ def _finish_rotation(tracks, model, keys, prog, stats, timings):
     prog.stage("sfm", "rotation-only solve (pure rotation detected)")
     prog.stage("register", "registering all frames (rotation only)")
     t = time.perf_counter()
-    rots, errors = {}, np.full(n, np.nan)
-    for p in range(n):
-        if p in model.rotations:
-            rots[p] = model.rotations[p]
-        got = rotation.register_rotation(tracks, model, p)
-        if got is not None:
-            if p not in rots:
-                rots[p] = got[0]
-            errors[p] = got[1]
-        if p % 10 == 0:
-            prog.update(p / n)
+    rots, errors = _register_rotation_all(tracks, model, prog)
     timings["register"] = time.perf_counter() - t
-    prog.stage("bundle_adjust", "joint rotation refinement done on keyframes")
+    prog.stage("bundle_adjust", "rotation-only adjustment done jointly over the keyframes")
     c2w = {}
     for p, r in rots.items():
         m = np.eye(4)

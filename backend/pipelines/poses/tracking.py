@@ -5,7 +5,9 @@ back lands within ``fb_max_px`` of where it started (forward-backward check) and
 the image. Frame-to-frame tracking accumulates drift, so each position is then refined against
 the track's anchor (the frame where it was detected, renewed every ``anchor_frames`` frames) and
 the track is dropped if the two disagree by more than ``anchor_max_px``. New corners are
-detected where tracks are sparse. Observations are stored per frame
+detected where tracks are sparse. A frame in which most tracks are lost at once (a flash, a
+corrupt or blank frame) is recorded with no observations and tracking resumes from the last
+good frame; only after ``max_lost`` such frames in a row does tracking restart from scratch. Observations are stored per frame
 in full-resolution pixel coordinates (pixel-corner origin), with the colour seen there.
 """
 from __future__ import annotations
@@ -55,8 +57,9 @@ class KLTTracker:
 
     def __init__(self, full_size: tuple[int, int], solve_size: tuple[int, int],
                  max_corners: int = 1500, min_distance: float | None = None,
-                 quality: float = 0.005, fb_max_px: float = 0.5, window: int = 21,
-                 levels: int = 4, anchor_frames: int = 25, anchor_max_px: float = 1.0):
+                 quality: float = 0.005, fb_max_px: float = 0.5, window: int = 15,
+                 levels: int = 4, anchor_frames: int = 25, anchor_max_px: float = 1.0,
+                 anchor_window: int = 7, max_lost: int = 5, lost_fraction: float = 0.3):
         self.full_w, self.full_h = full_size
         self.w, self.h = solve_size
         self.sx = self.full_w / self.w
@@ -68,11 +71,14 @@ class KLTTracker:
         self.fb_max = fb_max_px
         self.lk = dict(winSize=(window, window), maxLevel=levels,
                        criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
-        self.anchor_lk = dict(winSize=(window, window), maxLevel=1,
+        self.anchor_lk = dict(winSize=(anchor_window, anchor_window), maxLevel=1,
                               criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.003))
         self.anchor_frames = anchor_frames
         self.anchor_max = anchor_max_px
         self.anchors: dict[int, np.ndarray] = {}
+        self.max_lost = max_lost
+        self.lost_fraction = lost_fraction
+        self.lost_run = 0
         self.frame_no = -1
         self.prev_gray: np.ndarray | None = None
         self.prev_pts = np.zeros((0, 2), np.float32)
@@ -117,6 +123,14 @@ class KLTTracker:
             ok[sel[~good]] = False
         return pts, ok
 
+    def _record_empty(self, index: int, source: str, gray: np.ndarray) -> FrameObservations:
+        obs = FrameObservations(np.zeros(0, np.int64), np.zeros((0, 2)), np.zeros((0, 3), np.uint8))
+        self.tracks.frames.append(obs)
+        self.tracks.sources.append(source)
+        self.tracks.indices.append(index)
+        self.tracks.texture.append(float(gray.std()))
+        return obs
+
     def add(self, rgb: np.ndarray, index: int, source: str) -> FrameObservations:
         """Track into a new frame (solve resolution RGB) and record its observations."""
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
@@ -130,6 +144,10 @@ class KLTTracker:
             ok = (st.ravel() == 1) & (st2.ravel() == 1) & (fb < self.fb_max)
             nxt, ok = self._refine_from_anchors(gray, nxt, ok, anchor, anchor_xy)
             ok &= (nxt[:, 0] >= 1) & (nxt[:, 1] >= 1) & (nxt[:, 0] < self.w - 1) & (nxt[:, 1] < self.h - 1)
+            if len(pts) >= 50 and ok.mean() < self.lost_fraction and self.lost_run < self.max_lost:
+                self.lost_run += 1
+                return self._record_empty(index, source, gray)
+            self.lost_run = 0
             pts, ids, anchor, anchor_xy = nxt[ok], ids[ok], anchor[ok], anchor_xy[ok]
         else:
             pts, ids = np.zeros((0, 2), np.float32), np.zeros(0, np.int64)
