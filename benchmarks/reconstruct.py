@@ -1,0 +1,134 @@
+"""Benchmark the Gaussian-splat reconstruction and the render service.
+
+Trains on a synthetic clip (``backend.synthetic.make_clip`` output: truth.json, frames/, depth/)
+whose solve is built from the truth (cameras exact, points sampled from the true depth with
+noise), for each ``--steps`` value, and reports held-out PSNR/SSIM, training seconds, peak GPU
+memory and the Gaussian count. Then times rendering ``--render-splats`` random splats at
+``--render-size``. Writes JSON and a Markdown table naming the machine.
+
+    python benchmarks/reconstruct.py --clip CLIP --steps 7000 30000 --out-dir OUT
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from backend.pipelines.reconstruct import TrainConfig, default_device, reconstruct  # noqa: E402
+from backend.pipelines.reconstruct.synthetic_solve import solve_from_clip  # noqa: E402
+
+
+def machine() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return platform.processor() or platform.machine()
+
+
+def bench_training(clip: Path, work: Path, steps: int, strategy: str, device: str, points: int) -> dict:
+    solve = solve_from_clip(clip, work / "solve", n_points=points, noise=0.01, seed=0)
+    cfg = TrainConfig(steps=steps, strategy=strategy, sh_degree=3, checkpoint_every=0,
+                      eval_every=max(1, steps // 5))
+    t = time.perf_counter()
+    _, _, m, res = reconstruct(solve, work / f"out-{strategy}-{steps}", cfg, device=device, max_size=None,
+                               checkpoint_dir=work / "ckpt")
+    m["wall_seconds"] = time.perf_counter() - t
+    m["history"] = res.history
+    return m
+
+
+@torch.no_grad()
+def bench_render(n: int, width: int, height: int, device: str, repeats: int = 20) -> dict:
+    from backend.pipelines.reconstruct.raster import rasterize
+
+    g = torch.Generator(device="cpu").manual_seed(0)
+    means = (torch.rand(n, 3, generator=g) - 0.5) * torch.tensor([8.0, 4.5, 4.0]) + torch.tensor([0, 0, 6.0])
+    quats = torch.randn(n, 4, generator=g)
+    scales = torch.exp(torch.empty(n, 3).uniform_(np.log(0.003), np.log(0.03), generator=g))
+    opac = torch.empty(n).uniform_(0.1, 0.99, generator=g)
+    sh = torch.randn(n, 16, 3, generator=g) * 0.2
+    f = 0.8 * width
+    K = torch.tensor([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]])
+    args = [t.to(device) for t in (means, quats, scales, opac, sh)]
+    vm, K = torch.eye(4, device=device)[None], K.to(device)[None]
+    out = {}
+    for label, mode in (("rgb", "RGB"), ("rgb_depth", "RGB+ED")):
+        times = []
+        for i in range(repeats + 3):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            rasterize(*args, vm, K, width, height, sh_degree=3, render_mode=mode)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            if i >= 3:
+                times.append(time.perf_counter() - t)
+        out[f"ms_per_frame_{label}"] = 1000 * float(np.median(times))
+    out.update(splats=n, width=width, height=height, sh_degree=3)
+    return out
+
+
+def markdown(results: dict) -> str:
+    lines = [f"# Reconstruction benchmark: {results['machine']}", "",
+             f"- date: {results['date']}", f"- torch {results['torch']}, gsplat {results['gsplat']}, "
+             f"device {results['device']}", f"- clip: {results['clip']}", ""]
+    if results["training"]:
+        lines += ["| strategy | steps | resolution | PSNR holdout (dB) | SSIM holdout | PSNR at init | "
+                  "train s | peak GPU GB | Gaussians |", "|---|---|---|---|---|---|---|---|---|"]
+        for m in results["training"]:
+            mem = "-" if m["peak_gpu_mem_gb"] is None else f"{m['peak_gpu_mem_gb']:.2f}"
+            lines.append(f"| {m['strategy']} | {m['steps']} | {m['resolution'][0]}x{m['resolution'][1]} | "
+                         f"{m['psnr_holdout']:.2f} | {m['ssim_holdout']:.4f} | {m['psnr_init']:.2f} | "
+                         f"{m['train_seconds']:.1f} | {mem} | {m['num_gaussians']} |")
+    if results.get("render"):
+        r = results["render"]
+        lines += ["", f"Render of {r['splats']:,} random splats (SH degree 3) at {r['width']}x{r['height']}: "
+                  f"{r['ms_per_frame_rgb']:.2f} ms/frame RGB, {r['ms_per_frame_rgb_depth']:.2f} ms/frame RGB+depth "
+                  "(median of 20, after 3 warm-ups, synchronised)."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clip", type=Path, help="synthetic clip folder (truth.json, frames/, depth/)")
+    ap.add_argument("--steps", type=int, nargs="*", default=[7000, 30000])
+    ap.add_argument("--strategy", nargs="*", default=["default"], choices=["default", "mcmc"])
+    ap.add_argument("--points", type=int, default=20000, help="initial points sampled from the true depth")
+    ap.add_argument("--device", default=default_device())
+    ap.add_argument("--render-splats", type=int, default=1_000_000)
+    ap.add_argument("--render-size", type=int, nargs=2, default=[1920, 1080])
+    ap.add_argument("--out-dir", type=Path, default=Path("out/bench-reconstruct"))
+    args = ap.parse_args(argv)
+    import gsplat
+
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    results = {"machine": machine(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               "torch": torch.__version__, "gsplat": gsplat.__version__, "device": args.device,
+               "clip": str(args.clip), "training": [], "render": None}
+    if args.render_splats:
+        results["render"] = bench_render(args.render_splats, *args.render_size, args.device)
+        print(json.dumps(results["render"]), flush=True)
+    if args.clip:
+        for strategy in args.strategy:
+            for steps in args.steps:
+                m = bench_training(args.clip, args.out_dir / "work", steps, strategy, args.device, args.points)
+                results["training"].append(m)
+                print(json.dumps({k: v for k, v in m.items() if k != "history"}), flush=True)
+                (args.out_dir / "reconstruct.json").write_text(json.dumps(results, indent=1))
+                (args.out_dir / "reconstruct.md").write_text(markdown(results))
+    (args.out_dir / "reconstruct.json").write_text(json.dumps(results, indent=1))
+    (args.out_dir / "reconstruct.md").write_text(markdown(results))
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
