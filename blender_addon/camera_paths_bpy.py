@@ -99,3 +99,117 @@ def import_nerfstudio(filepath: str | Path, frame_start: int = 1, name: str | No
 def export_nerfstudio(obj, filepath: str | Path, scene=None, frames=None) -> Path:
     """Write a camera object's animation as nerfstudio camera_path.json."""
     return camera_paths.write_nerfstudio(sample_camera(obj, scene, frames), filepath)
+
+
+# --------------------------------------------------------------------------- operators
+
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty  # noqa: E402
+from bpy_extras.io_utils import ExportHelper, ImportHelper  # noqa: E402
+
+_KINDS = [("ORBIT", "Orbit", "Circle the target at constant distance"),
+          ("SPIRAL", "Spiral", "Circle the target while the radius and height change"),
+          ("DOLLY", "Dolly", "Move towards the target (optionally keeping its size: dolly zoom)"),
+          ("THROUGH", "Through Solved Cameras", "Smooth C1 path through the scene camera's keyed poses")]
+
+
+def _scene_format(context, cam_obj):
+    scene = context.scene
+    r = scene.render
+    width = r.resolution_x * r.resolution_percentage // 100
+    height = r.resolution_y * r.resolution_percentage // 100
+    path = sample_camera(cam_obj, scene, [scene.frame_current])
+    return dict(focal_px=float(path.focal_px[0]), width=width, height=height, fps=r.fps / r.fps_base), path
+
+
+class SPLATSTAGE_OT_add_camera_path(bpy.types.Operator):
+    """Add an animated camera on a novel path around the 3D cursor, starting from the scene camera"""
+    bl_idname = "splatstage.add_camera_path"
+    bl_label = "Add Camera Path"
+    bl_options = {"REGISTER", "UNDO"}
+
+    kind: EnumProperty(name="Path", items=_KINDS, default="ORBIT")
+    frames: IntProperty(name="Frames", default=120, min=2, max=100000)
+    degrees: FloatProperty(name="Orbit Angle", default=360.0, soft_min=-720.0, soft_max=720.0)
+    turns: FloatProperty(name="Turns", default=2.0, soft_min=0.1, soft_max=10.0)
+    radius_scale: FloatProperty(name="End Radius Scale", default=0.6, min=0.01, soft_max=5.0)
+    rise: FloatProperty(name="Rise", default=0.5, unit="LENGTH")
+    distance: FloatProperty(name="Dolly Distance", default=1.0, unit="LENGTH")
+    keep_target_size: BoolProperty(name="Keep Target Size (Dolly Zoom)", default=False)
+    every: IntProperty(name="Key Every", default=6, min=1, description="Use every n-th solved pose as a key")
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene.camera is not None
+
+    def execute(self, context):
+        scene = context.scene
+        src = scene.camera
+        try:
+            fmt, here = _scene_format(context, src)
+            target = np.array(scene.cursor.location, dtype=np.float64)
+            eye = here.matrices[0, :3, 3]
+            start = scene.frame_start
+            if self.kind == "ORBIT":
+                path = camera_paths.orbit(target, eye, self.frames, degrees=self.degrees, frame_start=start, **fmt)
+            elif self.kind == "SPIRAL":
+                path = camera_paths.spiral(target, eye, self.frames, turns=self.turns, radius_scale=self.radius_scale,
+                                           rise=self.rise, frame_start=start, **fmt)
+            elif self.kind == "DOLLY":
+                path = camera_paths.dolly(eye, target, self.frames, distance=self.distance,
+                                          keep_target_size=self.keep_target_size, frame_start=start, **fmt)
+            else:
+                solved = sample_camera(src, scene)
+                path = camera_paths.through_cameras(solved.matrices, solved.focal_px, solved.frames,
+                                                    width=fmt["width"], height=fmt["height"], fps=fmt["fps"],
+                                                    every=self.every)
+        except (camera_paths.CameraPathError, ValueError) as e:
+            self.report({"ERROR"}, str(e))
+            return {"CANCELLED"}
+        obj = create_camera(path, f"Splatstage {self.kind.title()} Path", make_active=True)
+        self.report({"INFO"}, f"{obj.name}: {len(path)} frames")
+        return {"FINISHED"}
+
+
+class SPLATSTAGE_OT_import_camera_path(bpy.types.Operator, ImportHelper):
+    """Import a nerfstudio camera_path.json as an animated camera"""
+    bl_idname = "splatstage.import_camera_path"
+    bl_label = "Import Camera Path (nerfstudio)"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filename_ext = ".json"
+    filter_glob: StringProperty(default="*.json", options={"HIDDEN"})
+    frame_start: IntProperty(name="Start Frame", default=1)
+
+    def execute(self, context):
+        try:
+            obj = import_nerfstudio(self.filepath, frame_start=self.frame_start)
+        except camera_paths.CameraPathError as e:
+            self.report({"ERROR"}, str(e))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"imported {obj.name}")
+        return {"FINISHED"}
+
+
+class SPLATSTAGE_OT_export_camera_path(bpy.types.Operator, ExportHelper):
+    """Export the scene camera's animation over the frame range as nerfstudio camera_path.json"""
+    bl_idname = "splatstage.export_camera_path"
+    bl_label = "Export Camera Path (nerfstudio)"
+
+    filename_ext = ".json"
+    filter_glob: StringProperty(default="*.json", options={"HIDDEN"})
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene.camera is not None
+
+    def execute(self, context):
+        try:
+            out = export_nerfstudio(context.scene.camera, self.filepath, context.scene)
+        except (camera_paths.CameraPathError, ValueError, OSError) as e:
+            self.report({"ERROR"}, str(e))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"wrote {out}")
+        return {"FINISHED"}
+
+
+classes = (SPLATSTAGE_OT_add_camera_path, SPLATSTAGE_OT_import_camera_path, SPLATSTAGE_OT_export_camera_path)

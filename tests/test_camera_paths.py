@@ -277,6 +277,12 @@ def test_blender_camera_follows_the_path(tmp_path):
     assert got["frames"] == path.frames.tolist()
     assert (got["resolution"], got["fps"]) == ([320, 180], [24, 1.0])
     np.testing.assert_allclose(np.array(got["matrices"]), path.matrices, atol=2e-6)
+    # the orbit operator: 16 frames about the cursor, from the camera's pose at the first frame
+    orbit = np.array(got["orbit"])
+    assert len(orbit) == 16 and got["orbit_frames"] == [path.frame_start, path.frame_start + 15]
+    r0 = np.linalg.norm(np.array(got["eye0"])[:3, 3] - [0.2, 0.1, 0.3])
+    np.testing.assert_allclose(orbit[:, 0], r0, rtol=1e-5)                      # constant distance
+    np.testing.assert_allclose(orbit[:, 1], 1.0, atol=1e-6)                     # looking at the cursor
     pt = target + np.array([0.05, -0.02, 0.04])
     for m, f_px, uv in zip(path.matrices, path.focal_px, got["uv"]):
         p = (pt - m[:3, 3]) @ m[:3, :3]

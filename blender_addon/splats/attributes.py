@@ -75,15 +75,17 @@ def _unit(q: np.ndarray) -> np.ndarray:
 
 
 def from_raw(raw: RawSplats) -> SplatAttributes:
-    """Activate PLY parameters: sigmoid opacity, exp scale, normalised rotation, linear colour."""
+    """Activate PLY parameters: sigmoid opacity, exp scale, normalised rotation, linear colour
+    (float32 throughout: the attributes are float32 in Blender anyway)."""
     n = len(raw)
-    opacity = 1.0 / (1.0 + np.exp(-raw.opacities.astype(np.float64)))
+    with np.errstate(over="ignore"):
+        opacity = np.float32(1.0) / (np.float32(1.0) + np.exp(-_f32(raw.opacities)))
     color = np.empty((n, 4), dtype=np.float32)
-    color[:, :3] = srgb_to_linear(0.5 + SH_C0 * raw.sh0.astype(np.float64))
+    color[:, :3] = srgb_to_linear(np.float32(0.5) + np.float32(SH_C0) * _f32(raw.sh0))
     color[:, 3] = opacity
     sh = np.concatenate([raw.sh0[:, None, :], raw.shN], axis=1)
-    return SplatAttributes(_f32(raw.means), color, _f32(opacity), _f32(np.exp(raw.scales.astype(np.float64))),
-                           _f32(_unit(raw.quats.astype(np.float64))), _f32(sh))
+    return SplatAttributes(_f32(raw.means), color, _f32(opacity), _f32(np.exp(_f32(raw.scales))),
+                           _f32(_unit(_f32(raw.quats))), _f32(sh))
 
 
 def from_payload(arrays: dict) -> SplatAttributes:
@@ -95,19 +97,19 @@ def from_payload(arrays: dict) -> SplatAttributes:
         raise ValueError(f"splat payload: missing arrays {', '.join(missing)}")
     pos = np.asarray(arrays["positions"], dtype=np.float32).reshape(-1, 3)
     n = len(pos)
-    rgb = np.asarray(arrays["colors"], dtype=np.float64).reshape(n, 3)
-    opacity = np.asarray(arrays["opacity"], dtype=np.float64).reshape(n)
+    rgb = np.asarray(arrays["colors"], dtype=np.float32).reshape(n, 3)
+    opacity = np.asarray(arrays["opacity"], dtype=np.float32).reshape(n)
     rest = arrays.get("sh_rest")
-    rest = np.zeros((n, 0, 3)) if rest is None else np.asarray(rest, dtype=np.float64).reshape(n, -1, 3)
+    rest = np.zeros((n, 0, 3), np.float32) if rest is None else np.asarray(rest, dtype=np.float32).reshape(n, -1, 3)
     if rest.shape[1] not in (0, 3, 8, 15):
         raise ValueError(f"splat payload: sh_rest must hold 0, 3, 8 or 15 coefficients, got {rest.shape[1]}")
     color = np.empty((n, 4), dtype=np.float32)
     color[:, :3], color[:, 3] = rgb, opacity
-    sh0 = (linear_to_srgb(rgb) - 0.5) / SH_C0
+    sh0 = (linear_to_srgb(rgb) - np.float32(0.5)) / np.float32(SH_C0)
     sh = np.concatenate([sh0[:, None, :], rest], axis=1)
     return SplatAttributes(_f32(pos), color, _f32(opacity),
                            _f32(np.asarray(arrays["scales"]).reshape(n, 3)),
-                           _f32(_unit(np.asarray(arrays["rotations"], dtype=np.float64).reshape(n, 4))), _f32(sh))
+                           _f32(_unit(np.asarray(arrays["rotations"], dtype=np.float32).reshape(n, 4))), _f32(sh))
 
 
 def load(path) -> SplatAttributes:

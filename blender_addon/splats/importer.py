@@ -39,7 +39,9 @@ def build_mesh(splats: SplatAttributes, name: str = "Splats"):
     mesh = bpy.data.meshes.new(name)
     n = len(splats)
     mesh.vertices.add(n)
-    mesh.vertices.foreach_set("co", np.ascontiguousarray(splats.positions, dtype=np.float32).reshape(-1))
+    # the generic "position" attribute takes the fast buffer path; vertices.foreach_set("co") does not
+    mesh.attributes["position"].data.foreach_set(
+        "vector", np.ascontiguousarray(splats.positions, dtype=np.float32).reshape(-1))
     _set_attribute(mesh, "color", "FLOAT_COLOR", splats.color)
     _set_attribute(mesh, "opacity", "FLOAT", splats.opacity)
     _set_attribute(mesh, "scale", "FLOAT_VECTOR", splats.scale)

@@ -129,7 +129,14 @@ def read_ply(path: str | Path) -> RawSplats:
         if size < offset + n * dtype.itemsize:
             raise SplatFileError(f"{path}: truncated: header promises {n} splats "
                                  f"({offset + n * dtype.itemsize} bytes), file has {size}")
-        data = np.fromfile(path, dtype=dtype, count=n, offset=offset)
+        types = {t for _, t in vertex.props}
+        if len(types) == 1:
+            # one scalar type (the usual all-float layout): read a plain (n, properties) matrix
+            table = np.fromfile(path, dtype=fmt + types.pop(), count=n * len(vertex.props), offset=offset)
+            table = table.reshape(n, len(vertex.props))
+            data = {name: table[:, i] for i, (name, _) in enumerate(vertex.props)}
+        else:
+            data = np.fromfile(path, dtype=dtype, count=n, offset=offset)
 
     def cols(*keys: str) -> np.ndarray:
         out = np.empty((n, len(keys)), dtype=np.float32)

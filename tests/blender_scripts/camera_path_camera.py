@@ -3,6 +3,9 @@ world matrix and where a test point projects (world_to_camera_view); then export
 again and check the re-exported file reads back to the same path.
 
 usage: python camera_path_camera.py CAMERA_PATH.json OUT.json FRAME_START
+
+Also runs the add-camera-path operator (orbit about the 3D cursor from the imported camera's
+first pose) and records the new camera's distance to the cursor on every frame.
 """
 import json
 import sys
@@ -34,6 +37,22 @@ a, b = camera_paths.read_nerfstudio(src), camera_paths.read_nerfstudio(again)
 assert np.allclose(a.matrices, b.matrices, atol=2e-6), np.abs(a.matrices - b.matrices).max()
 assert np.allclose(a.focal_px, b.focal_px, rtol=1e-5), (a.focal_px, b.focal_px)
 
+for cls in camera_paths_bpy.classes:
+    bpy.utils.register_class(cls)
+scene.frame_set(scene.frame_start)
+scene.cursor.location = (0.2, 0.1, 0.3)
+assert bpy.ops.splatstage.add_camera_path(kind="ORBIT", frames=16, degrees=90.0) == {"FINISHED"}
+orbit_cam = scene.camera
+assert orbit_cam != cam
+orbit = []
+for f in range(scene.frame_start, scene.frame_end + 1):
+    scene.frame_set(f)
+    m = np.array(orbit_cam.matrix_world)
+    to_cursor = np.array(scene.cursor.location) - m[:3, 3]
+    orbit.append([float(np.linalg.norm(to_cursor)),
+                  float(np.dot(-m[:3, 2], to_cursor) / np.linalg.norm(to_cursor))])
+
 with open(out, "w") as fh:
     json.dump({"frames": frames, "matrices": mats, "uv": uv, "resolution": [w, h],
-               "fps": [scene.render.fps, scene.render.fps_base]}, fh)
+               "fps": [scene.render.fps, scene.render.fps_base], "orbit": orbit,
+               "orbit_frames": [scene.frame_start, scene.frame_end], "eye0": mats[0]}, fh)

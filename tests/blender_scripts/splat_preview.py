@@ -21,7 +21,12 @@ bpy.ops.wm.read_factory_settings(use_empty=True)
 scene = bpy.context.scene
 
 if mode == "attrs":
-    obj = importer.import_ply(sys.argv[2])
+    from blender_addon.splats import operators
+
+    for cls in operators.classes:
+        bpy.utils.register_class(cls)
+    assert bpy.ops.splatstage.import_splats(filepath=sys.argv[2]) == {"FINISHED"}
+    obj = bpy.context.active_object
     me = obj.data
     n = len(me.vertices)
     out = {"matrix_world": np.array(obj.matrix_world), "count": n,
