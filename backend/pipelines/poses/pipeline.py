@@ -7,6 +7,7 @@ baselines) use SIFT with exhaustive matching. Pure rotation is solved rotation-o
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
@@ -28,7 +29,9 @@ STAGES = [("decode", 1), ("track", 30), ("keyframes", 1), ("sfm", 20), ("registe
 
 @dataclass
 class SolveOptions:
-    """Knobs of the solve. ``scale_ids`` is ``("camera"|"point", a, b)`` with frame positions or
+    """Knobs of the solve. A focal length in mm converts to pixels as
+    ``focal_mm / sensor_width_mm * max(width, height)`` (the sensor width spans the image's
+    longer side, as Blender's automatic sensor fit has it). ``scale_ids`` is ``("camera"|"point", a, b)`` with frame positions or
     point indices (as written to points.ply) whose distance must equal ``scale_distance``."""
 
     start: int = 0
@@ -37,6 +40,8 @@ class SolveOptions:
     max_frames: int | None = None
     max_size: int | None = 1280
     focal_px: float | None = None
+    focal_mm: float | None = None
+    sensor_width_mm: float | None = None
     scale_distance: float | None = None
     scale_ids: tuple[str, int, int] | None = None
     camera_height: float = 1.6
@@ -69,6 +74,11 @@ def solve(input_path: str | Path, options: SolveOptions | None = None,
 
     prog.stage("decode", f"probing {path.name}")
     info = probe(path)
+    if opts.focal_mm and not opts.focal_px:
+        if not opts.sensor_width_mm:
+            raise JobError("focal_mm needs sensor_width_mm", code="bad_params")
+        opts = dataclasses.replace(
+            opts, focal_px=opts.focal_mm / opts.sensor_width_mm * max(info.width, info.height))
     matcher = "klt" if opts.matcher == "auto" else opts.matcher
     if matcher not in ("klt", "sift"):
         raise JobError(f"unknown matcher {matcher!r} (use klt or sift)", code="bad_params")
