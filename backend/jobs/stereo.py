@@ -32,7 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write the 2x2 grid (left, depth, occlusion mask, warped right) instead")
     p.add_argument("--method", choices=METHODS, default="auto",
                    help="scene (render the right eye from a reconstruction), warp (depth-warp) or auto")
-    p.add_argument("--reconstruction", type=Path, help="reconstruction folder, for scene stereo / splat depth")
+    p.add_argument("--reconstruction", type=Path, help="reconstruction folder (splats.ply), for scene stereo")
+    p.add_argument("--cameras", type=Path,
+                   help="cameras.json of the footage for scene stereo (default: the reconstruction's cameras_refined.json)")
     p.add_argument("--depth", type=Path,
                    help="per-frame depth: folder of .npy/.npz/.tif/.exr or one .npz (see docs/stereo.md)")
     p.add_argument("--interaxial", type=float, default=0.065, help="eye separation in metres (default 0.065)")
@@ -59,7 +61,7 @@ def params_from_args(args: argparse.Namespace) -> dict:
     return {
         "input": path(args.input), "layout": args.layout, "anaglyph": args.anaglyph,
         "debug_grid": bool(args.debug_grid), "method": args.method,
-        "reconstruction": path(args.reconstruction), "depth": path(args.depth),
+        "reconstruction": path(args.reconstruction), "cameras": path(args.cameras), "depth": path(args.depth),
         "interaxial": args.interaxial, "convergence": args.convergence, "max_disparity": args.max_disparity,
         "focal_px": args.focal_px, "fill": args.fill, "temporal_radius": args.temporal_radius,
         "chunk": args.chunk, "device": args.device, "weights": path(args.weights),
@@ -80,7 +82,7 @@ def _validate(params: dict) -> dict:
         raise JobError("stereo: anaglyph must be dubois or simple", "bad_params")
     if p.get("method", "auto") not in METHODS:
         raise JobError(f"stereo: method must be one of {', '.join(METHODS)}", "bad_params")
-    for key in ("input", "depth", "reconstruction"):
+    for key in ("input", "depth", "reconstruction", "cameras"):
         if p.get(key) and not Path(p[key]).exists():
             raise JobError(f"stereo: {key} not found: {p[key]}", "bad_input")
     mf = p.get("max_frames")
