@@ -160,3 +160,14 @@ def test_complete_disparity_uses_farther_neighbour():
     out = complete_disparity(d, valid=d > 0)
     np.testing.assert_array_equal(out[0], [5, 5, 2, 2, 2, 2])
     np.testing.assert_array_equal(out[1], [3, 3, 3, 3, 3, 3])
+
+
+@pytest.mark.gpu
+def test_cuda_matches_numpy_at_1080p():
+    rng = np.random.default_rng(3)
+    left = rng.uniform(0, 255, (1080, 1920, 3)).astype(np.float32)
+    disp = (np.round(rng.uniform(0, 40, (1080, 1920)) / 8) * 8 + 0.25).astype(np.float32)
+    a = warp_right(left, disp)
+    b = warp_right(torch.from_numpy(left).cuda(), torch.from_numpy(disp).cuda())
+    np.testing.assert_array_equal(a.hole, b.hole.cpu().numpy())
+    np.testing.assert_allclose(a.image, b.image.cpu().numpy(), atol=1e-2)

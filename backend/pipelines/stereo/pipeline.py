@@ -75,7 +75,7 @@ class EyeResult:
     index: int
     left: np.ndarray  # (H, W, 3) uint8
     right: np.ndarray  # (H, W, 3) uint8
-    warped: np.ndarray  # (H, W, 3) float32, before filling
+    warped: np.ndarray  # (H, W, 3) float32 (uint8 from the device-only path), before filling
     hole: np.ndarray  # (H, W) bool, the occlusion mask
     disparity: np.ndarray  # (H, W) float32
     temporal_filled: int
@@ -159,9 +159,10 @@ def _warp(left_u8: np.ndarray, disp: np.ndarray, settings: WarpSettings):
     out = warp_right(torch.from_numpy(left_u8).to(dev).float(), torch.from_numpy(disp).to(dev),
                      z_tol=settings.z_tol)
     if settings.fill == "rows" and settings.temporal_radius == 0:
+        # everything on the device; only 8-bit images and the mask come back
         filled = fill_background(out.image, out.hole, out.z)
-        return (filled.cpu().numpy(), out.hole.cpu().numpy(), out.z.cpu().numpy(),
-                out.image.cpu().numpy())
+        u8 = lambda t: t.round().clamp(0, 255).to(torch.uint8).cpu().numpy()  # noqa: E731
+        return u8(filled), out.hole.cpu().numpy(), None, u8(out.image)
     return out.image.cpu().numpy(), out.hole.cpu().numpy(), out.z.cpu().numpy()
 
 
@@ -170,9 +171,8 @@ def synthesize(left: np.ndarray, disp: np.ndarray, neighbours, settings: WarpSet
     """The right eye of one frame from its left image, disparity and (left, disparity) neighbours."""
     res = _warp(left, disp, settings)
     if len(res) == 4:  # filled on the device already
-        right, hole, z, warped = res
-        return EyeResult(index, left, np.clip(np.rint(right), 0, 255).astype(np.uint8), warped, hole,
-                         disp, 0)
+        right, hole, _, warped = res
+        return EyeResult(index, left, right, warped, hole, disp, 0)
     warped, hole, z = res
     image, remaining, n_temporal = warped, hole, 0
     if settings.temporal_radius and neighbours and hole.any():
