@@ -146,3 +146,28 @@ def test_scene_stereo_job_renders_the_right_eye(tmp_path):
         # the right half is the splat render of the right camera (H.264 at crf 0 in yuv420p)
         assert psnr(luma(fr[:, 96:]), luma(gt)) > 35
         assert psnr(luma(fr[:, 96:]), luma(fr[:, :96])) < psnr(luma(fr[:, 96:]), luma(gt)) - 5
+
+
+def test_warp_method_uses_splat_depth_of_a_reconstruction(tmp_path):
+    pytest.importorskip("torch")
+    import imageio_ffmpeg
+
+    from backend.evaluation.image_metrics import psnr
+    from backend.jobs import stereo as job
+    from backend.progress import Progress
+
+    recon, video, truth = _scene_fixture(tmp_path)
+    res = job.run({"input": str(video), "reconstruction": str(recon), "method": "warp", "interaxial": 0.1,
+                   "convergence": 3.0, "layout": "sbs", "crf": 0, "temporal_radius": 0}, tmp_path / "out",
+                  Progress())
+    assert res.summary["method"] == "warp" and res.summary["depth"] == "splats"
+    # wall at 4 m and blobs at 1.5..2.4 m with f = 70 px, B = 0.1 m, Z_c = 3 m
+    lo, hi = res.summary["disparity_px"]
+    assert lo == pytest.approx(70 * 0.1 * (1 / 4 - 1 / 3), abs=0.3) and hi <= 70 * 0.1 * (1 / 1.5 - 1 / 3) + 0.3
+    gen = imageio_ffmpeg.read_frames(str(tmp_path / "out" / "stereo.mp4"))
+    next(gen)
+    luma = lambda a: a.astype(float) @ [0.299, 0.587, 0.114]  # noqa: E731
+    for b, gt in zip(gen, truth):
+        fr = np.frombuffer(b, np.uint8).reshape(64, 192, 3)
+        inner = np.s_[4:-4, 4:-12]  # away from the frame border the warp cannot see past
+        assert psnr(luma(fr[:, 96:])[inner], luma(gt)[inner]) > 30

@@ -128,13 +128,20 @@ def _scene_available() -> bool:
         return False
 
 
-def _depth_fn(p: dict, settings, h: int, w: int):
-    """``(depth_fn, focal_px, description)`` for the warp method."""
+def _depth_fn(p: dict, settings, h: int, w: int, sources: dict):
+    """``(depth_fn, focal_px, description)`` for the warp method: --depth files, else the
+    reconstruction's splat depth, else the monocular model."""
     from backend.pipelines.stereo.depth import FileDepth, MonocularDepth
 
     if p.get("depth"):
         src = FileDepth(Path(p["depth"]), "metric", p.get("focal_px"))
         return (lambda i, rgb: (src.kind, src.get(i, h, w))), src.focal_px, f"file:{p['depth']}"
+    if p.get("reconstruction"):
+        from backend.pipelines.stereo.scene import SplatDepth
+
+        sd = SplatDepth(p["reconstruction"], p.get("cameras"), settings.device)
+        focal = p.get("focal_px") or sd.focal_px(w)
+        return (lambda i, rgb: ("metric", sd.depth(i, sources.get(i, str(i)), h, w))), focal, "splats"
     weights = Path(p.get("weights") or DEFAULT_WEIGHTS)
     mono = MonocularDepth(weights, device="cpu" if settings.device == "numpy" else settings.device)
     return (lambda i, rgb: ("relative", mono(rgb))), None, "monocular"
@@ -160,7 +167,8 @@ def run(params: dict, out_dir: Path, progress: Progress) -> JobResult:
         fill=p.get("fill", "background"), chunk=int(p.get("chunk", 16)), device=_device(p.get("device")))
     settings.validate()
     progress.stage("depth", "loading depth")
-    depth_fn, focal, depth_desc = _depth_fn(p, settings, info.height, info.width)
+    sources: dict[int, str] = {}
+    depth_fn, focal, depth_desc = _depth_fn(p, settings, info.height, info.width, sources)
     inpainter = None
     if settings.fill == "diffusers":
         from backend.pipelines.stereo.inpaint_model import DiffusersInpainter
@@ -170,11 +178,16 @@ def run(params: dict, out_dir: Path, progress: Progress) -> JobResult:
     fps = info.fps if info.fps > 0 else 24.0
     audio = None if info.is_image_folder else p["input"]
     progress.stage("stereo", "warping")
-    frames = (rgb for _, _, rgb in iter_frames(p["input"], max_frames=total))
+    def frames():
+        for index, source, rgb in iter_frames(p["input"], max_frames=total):
+            sources[index] = source
+            yield rgb
+            sources.pop(index - 4 * settings.chunk, None)
+
     holes, temporal, d_lo, d_hi = [], 0, np.inf, -np.inf
     t0 = time.monotonic()
     with VideoWriter(out_dir / MAIN_OUTPUT, fps, audio_from=audio, crf=int(p.get("crf", 18))) as writer:
-        for r in depth_warp_stereo(frames, depth_fn, settings, focal_px=focal, progress=progress, total=total,
+        for r in depth_warp_stereo(frames(), depth_fn, settings, focal_px=focal, progress=progress, total=total,
                                    inpainter=inpainter):
             if p.get("debug_grid"):
                 frame = debug_grid(r.left, r.disparity, r.hole, r.warped)

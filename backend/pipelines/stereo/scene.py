@@ -179,3 +179,52 @@ def run_scene_stereo(p: dict, out_dir: Path, progress: Progress):
                "audio": bool(writer.audio_codec), "seconds": round(elapsed, 3),
                "frames_per_second": round(n / elapsed, 3) if elapsed > 0 else None}
     return JobResult(files=["stereo.mp4"], summary=summary)
+
+
+class SplatDepth:
+    """Per-frame planar depth rendered from a reconstruction, for the depth-warp method.
+
+    ``depth(index, source, h, w)`` renders the camera registered for that frame (looked up by
+    ``source``, then by ``%06d.png``); a frame without a camera reuses the last rendered depth.
+    """
+
+    def __init__(self, reconstruction: str | Path, cameras: str | None = None, device: str = "cpu"):
+        from shared_protocol import camera_file
+
+        from backend.pipelines.splats_io import SplatFormatError, load_splats
+
+        recon = Path(reconstruction)
+        try:
+            self.splats = load_splats(_find_splats(recon))
+        except SplatFormatError as exc:
+            raise JobError(str(exc), "bad_input") from None
+        self.cameras_path = _find_cameras(recon, cameras)
+        try:
+            doc = camera_file.read(self.cameras_path)
+        except camera_file.CameraFileError as exc:
+            raise JobError(str(exc), "bad_input") from None
+        self.src_size = (int(doc["width"]), int(doc["height"]))
+        self.by_source = {str(f["source"]): f for f in doc["frames"] if f.get("registered", True)}
+        first = next(iter(self.by_source.values()), None)
+        if first is None:
+            raise JobError(f"{self.cameras_path} has no registered camera", "bad_input")
+        self.focal_src = float(first["focal_px"])
+        self.device = "cpu" if device in ("numpy", "auto", None) else device
+        self._last: np.ndarray | None = None
+
+    def focal_px(self, width: int) -> float:
+        return self.focal_src * width / self.src_size[0]
+
+    def depth(self, index: int, source: str, h: int, w: int) -> np.ndarray:
+        from backend.pipelines.render import cameras_from_arrays, render_views
+
+        cam = self.by_source.get(str(source)) or self.by_source.get(f"{index:06d}.png")
+        if cam is None:
+            if self._last is None:
+                raise JobError(f"frame {index} ({source}) has no camera in {self.cameras_path} and no earlier "
+                               "frame has one", "bad_input")
+            return self._last
+        cams = cameras_from_arrays([cam["matrix_world"]], [cam["focal_px"]], [cam["principal_point_px"]], w, h,
+                                   self.src_size)
+        self._last = render_views(self.splats, cams, device=self.device)["depth"][0]
+        return self._last
