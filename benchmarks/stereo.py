@@ -93,21 +93,22 @@ def throughput(device: str, frames: int) -> dict:
         s = WarpSettings(interaxial=b, convergence=4.0, device=device, chunk=8, **kw)
         gen = depth_warp_stereo(iter(lefts), lambda i, rgb: ("metric", depth[i]), s, focal_px=f)
         first = True
-        t0 = time.perf_counter()
-        n = 0
-        for _ in gen:
+        t0, c0 = time.perf_counter(), time.process_time()
+        n, holes = 0, []
+        for r in gen:
+            holes.append(float(r.hole.mean()))
             if first:  # exclude warm-up (CUDA context, allocator) from the rate
                 first = False
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 continue
             n += 1
         if device.startswith("cuda"):
             import torch
 
             torch.cuda.synchronize()
-        dt = time.perf_counter() - t0
-        out[name] = {"frames": n, "seconds": dt, "frames_per_second": n / dt if dt > 0 else None}
-    out["hole_fraction_mean"] = None
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
+        out[name] = {"frames": n, "seconds": dt, "frames_per_second": n / dt if dt > 0 else None,
+                     "cpu_seconds_per_frame": dc / max(n, 1), "hole_fraction": float(np.mean(holes))}
     return out
 
 
@@ -172,7 +173,11 @@ def machine_description(device: str) -> str:
 
 
 def to_markdown(r: dict) -> str:
-    lines = [f"# Stereo benchmark ({r['machine']})", "", f"Machine: {r['machine_description']}. Device: `{r['device']}`.", ""]
+    lines = [f"# Stereo benchmark ({r['machine']})", "",
+             f"Machine: {r['machine_description']}. Devices: `{r['device']}`. Load average (1/5/15 min) at "
+             f"start {', '.join(f'{x:.1f}' for x in r['load_average_at_start'])}, at end "
+             f"{', '.join(f'{x:.1f}' for x in r['load_average_at_end'])}: on a shared machine wall-clock rates "
+             "understate what an idle one does; CPU seconds per frame are less affected.", ""]
     m = r["middlebury"]
     lines += ["## Middlebury 2003 Cones (true disparity)", "",
               f"Warp, seen region ({100 * m['warp_seen_region']['fraction']:.1f}% of pixels): "
@@ -182,10 +187,12 @@ def to_markdown(r: dict) -> str:
     for k, v in m["fills"].items():
         lines.append(f"| {k} | {v['disoccluded_psnr']:.2f} | {v['disoccluded_ssim']:.3f} | "
                      f"{v['overall_psnr']:.2f} | {v['fill_ms']:.1f} |")
-    lines += ["", "## Throughput, 1920x1080", "", "| configuration | frames/s |", "|---|---|"]
-    for k, v in r["throughput_1080p"].items():
-        if isinstance(v, dict):
-            lines.append(f"| {k} | {v['frames_per_second']:.2f} |")
+    lines += ["", "## Throughput, 1920x1080 (analytic layered clip, warm-up frame excluded)", "",
+              "| device | configuration | frames/s | CPU s/frame | hole fraction |", "|---|---|---|---|---|"]
+    for dev, confs in r["throughput_1080p"].items():
+        for k, v in confs.items():
+            lines.append(f"| {dev} | {k} | {v['frames_per_second']:.2f} | {v['cpu_seconds_per_frame']:.2f} | "
+                         f"{v['hole_fraction']:.4f} |")
     s = r.get("synthetic")
     if s:
         lines += ["", f"## Synthetic Blender stereo clip ({s['size'][0]}x{s['size'][1]}, {s['frames']} frames, "
@@ -203,24 +210,31 @@ def to_markdown(r: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--device", default="numpy", help="numpy (CPU), cpu or cuda (torch)")
+    ap.add_argument("--device", default="numpy,cpu",
+                    help="comma-separated: numpy (CPU numpy path), cpu or cuda (torch path); default numpy,cpu")
     ap.add_argument("--machine", default=None, help="name for the results file (default: cpu-<nproc> / gpu name)")
     ap.add_argument("--frames", type=int, default=6, help="1080p frames timed per configuration")
     ap.add_argument("--synthetic-frames", type=int, default=12)
     ap.add_argument("--interaxial", type=float, default=0.2, help="synthetic clip interaxial (m)")
     ap.add_argument("--skip-synthetic", action="store_true")
     args = ap.parse_args(argv)
-    machine = args.machine or (f"cpu{os.cpu_count()}" if not args.device.startswith("cuda") else "gpu")
-    r = {"machine": machine, "machine_description": machine_description(args.device), "device": args.device}
+    devices = [d.strip() for d in args.device.split(",") if d.strip()]
+    gpu = any(d.startswith("cuda") for d in devices)
+    machine = args.machine or ("gpu" if gpu else f"cpu{os.cpu_count()}")
+    r = {"machine": machine, "machine_description": machine_description("cuda" if gpu else "numpy"),
+         "device": args.device, "load_average_at_start": list(os.getloadavg())}
     t = time.perf_counter()
     r["middlebury"] = middlebury()
     print("middlebury done", json.dumps(r["middlebury"]["fills"], indent=1), flush=True)
-    r["throughput_1080p"] = throughput(args.device, args.frames + 1)
-    print("throughput done", json.dumps(r["throughput_1080p"], indent=1), flush=True)
+    r["throughput_1080p"] = {}
+    for dev in devices:
+        r["throughput_1080p"][dev] = throughput(dev, args.frames + 1)
+        print("throughput done", dev, json.dumps(r["throughput_1080p"][dev], indent=1), flush=True)
     if not args.skip_synthetic:
         r["synthetic"] = synthetic(args.synthetic_frames, args.interaxial)
         print("synthetic done", flush=True)
     r["total_seconds"] = time.perf_counter() - t
+    r["load_average_at_end"] = list(os.getloadavg())
     out = REPO / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"stereo-{machine}.json").write_text(json.dumps(r, indent=1) + "\n")
