@@ -120,6 +120,30 @@ def test_pan_is_solved_rotation_only(pan):
     assert rel == pytest.approx(30.0, abs=PX_DEG)
 
 
+def test_lens_distortion_is_estimated(tmp_path):
+    """A barrel lens (k1 = -0.08, k2 = 0.01: 6 px at the corner) is detected and modelled so that
+    every ray inside the image lands within a pixel of where the true lens puts it."""
+    k1, k2 = -0.08, 0.01
+    truth = raycast_scene.write_clip(tmp_path, raycast_scene.handheld_path(30), F, W, H, k1=k1, k2=k2)
+    sol = solve(tmp_path / "clip.mp4", SolveOptions(threads=2))
+    assert sol.stats["distortion_estimated"] is True
+    rho = np.linspace(0.0, 0.7, 50)  # undistorted radius; the image corner is at about 0.68
+
+    def radius(f, a, b):
+        return f * rho * (1 + a * rho ** 2 + b * rho ** 4)
+
+    assert np.abs(radius(sol.focal_px, sol.k1, sol.k2) - radius(F, k1, k2)).max() < 1.0
+    m = pose_errors(sol.matrix_world, camera_file.matrices(truth), sol.focal_px, F, sol.registered,
+                    sol.reproj_error_px)
+    assert m["rot_err_deg_median"] < 0.5 * PX_DEG
+    assert m["ate_rmse"] < SCENE_DEPTH / F
+
+
+def test_undistorted_lens_is_not_given_distortion(handheld_solve):
+    sol, _ = handheld_solve
+    assert sol.stats["distortion_estimated"] is False and sol.k1 == 0.0 and sol.k2 == 0.0
+
+
 def test_blank_frame_is_unregistered_and_interpolated(handheld, tmp_path):
     out, truth = handheld
     frames = tmp_path / "frames"

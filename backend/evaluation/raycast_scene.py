@@ -3,7 +3,8 @@
 The scene (world +Z up, metres): a textured ground plane z = 0, a few textured boxes standing
 on it and the textured walls of an enclosing room. Cameras use the Blender convention
 (camera-to-world, looking down local -Z, +Y up) and a pinhole with the principal point at the
-image centre, pixel (0, 0) being the top-left corner of the top-left pixel. Each pixel is the
+image centre, pixel (0, 0) being the top-left corner of the top-left pixel, optionally with
+COLMAP RADIAL distortion (normalised coordinates scaled by 1 + k1 r^2 + k2 r^4). Each pixel is the
 mean of ``supersample``^2 rays, so edges are anti-aliased like a real sensor's footprint.
 
 Used by tests and benchmarks to check camera solves against known poses and intrinsics; the
@@ -129,19 +130,31 @@ class Scene:
         return np.clip(out, 0.0, 1.0)
 
     def render(self, c2w: np.ndarray, focal: float, width: int, height: int,
-               supersample: int = 2) -> np.ndarray:
+               supersample: int = 2, k1: float = 0.0, k2: float = 0.0) -> np.ndarray:
         """HxWx3 uint8 image from a Blender camera-to-world matrix and focal length in pixels."""
         ss = supersample
         offs = (np.arange(ss) + 0.5) / ss
         xs = (np.arange(width)[:, None] + offs[None, :]).reshape(-1)
         ys = (np.arange(height)[:, None] + offs[None, :]).reshape(-1)
         gx, gy = np.meshgrid(xs, ys)
-        d_cam = np.stack([(gx - width / 2) / focal, -(gy - height / 2) / focal,
-                          -np.ones_like(gx)], -1).reshape(-1, 3)
+        u, v = undistort((gx - width / 2) / focal, (gy - height / 2) / focal, k1, k2)
+        d_cam = np.stack([u, -v, -np.ones_like(gx)], -1).reshape(-1, 3)
         dirs = d_cam @ np.asarray(c2w)[:3, :3].T
         origins = np.broadcast_to(np.asarray(c2w)[:3, 3], dirs.shape)
         rgb = self.shade(origins, dirs).reshape(height, ss, width, ss, 3).mean(axis=(1, 3))
         return (rgb * 255.0 + 0.5).astype(np.uint8)
+
+
+def undistort(xd: np.ndarray, yd: np.ndarray, k1: float, k2: float, iterations: int = 20):
+    """Normalised coordinates whose RADIAL distortion gives ``(xd, yd)`` (fixed-point inverse)."""
+    x, y = xd.copy(), yd.copy()
+    if k1 == 0.0 and k2 == 0.0:
+        return x, y
+    for _ in range(iterations):
+        r2 = x * x + y * y
+        d = 1.0 + k1 * r2 + k2 * r2 * r2
+        x, y = xd / d, yd / d
+    return x, y
 
 
 def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
@@ -187,7 +200,7 @@ def pan_path(n: int, degrees: float = 30.0, height: float = 1.6) -> np.ndarray:
 
 def write_clip(out_dir: str | Path, c2w: np.ndarray, focal: float, width: int, height: int,
                fps: float = 24.0, scene: Scene | None = None, supersample: int = 2,
-               video: bool = True) -> dict:
+               video: bool = True, k1: float = 0.0, k2: float = 0.0) -> dict:
     """Render frames to ``out_dir/frames/NNNNN.png`` (+ ``clip.mp4``) and ``truth.json``.
 
     Returns the truth as a cameras.json document (ground plane z = 0).
@@ -210,7 +223,7 @@ def write_clip(out_dir: str | Path, c2w: np.ndarray, focal: float, width: int, h
         writer.send(None)
     try:
         for i, m in enumerate(c2w):
-            img = scene.render(m, focal, width, height, supersample)
+            img = scene.render(m, focal, width, height, supersample, k1, k2)
             cv2.imwrite(str(out / "frames" / f"{i:05d}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
             if writer is not None:
                 writer.send(np.ascontiguousarray(img))
@@ -218,7 +231,7 @@ def write_clip(out_dir: str | Path, c2w: np.ndarray, focal: float, width: int, h
         if writer is not None:
             writer.close()
     doc = camera_file.make_document(width, height, fps, c2w, focal, (width / 2, height / 2),
-                                    sources=[f"{i:05d}.png" for i in range(len(c2w))],
+                                    sources=[f"{i:05d}.png" for i in range(len(c2w))], k1=k1, k2=k2,
                                     ground_plane={"point": [0, 0, 0], "normal": [0, 0, 1]})
     camera_file.write(out / "truth.json", doc)
     return doc

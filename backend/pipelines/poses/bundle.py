@@ -1,7 +1,9 @@
 """One bundle adjustment over all registered frames with shared intrinsics (pycolmap / Ceres).
 
 The focal length and radial k1, k2 are refined (focal kept fixed when the user gave it); the
-principal point stays at the image centre. Observations that still reproject badly after a
+principal point stays at the image centre. Whether k1, k2 are estimated at all is decided on the
+keyframe model (:func:`distortion_is_significant`): on short or weakly textured clips free
+distortion otherwise trades off against focal length and rotation. Observations that still reproject badly after a
 robust first pass are removed and the problem is solved again.
 """
 from __future__ import annotations
@@ -44,10 +46,11 @@ def build_model(key_rec: pycolmap.Reconstruction, tracks: Tracks, poses: dict[in
 
 
 def _ba_options(fixed_focal: bool, loss_scale_px: float | None, threads: int,
-                max_iterations: int = 50, function_tolerance: float = 1e-9):
+                max_iterations: int = 50, function_tolerance: float = 1e-9,
+                refine_distortion: bool = True):
     opts = pycolmap.BundleAdjustmentOptions()
     opts.refine_focal_length = not fixed_focal
-    opts.refine_extra_params = True
+    opts.refine_extra_params = refine_distortion
     opts.refine_principal_point = False
     opts.print_summary = False
     if loss_scale_px:
@@ -109,15 +112,43 @@ def observation_errors(rec: pycolmap.Reconstruction):
     return rows
 
 
+def set_distortion(rec: pycolmap.Reconstruction, k1: float, k2: float) -> None:
+    for cam in rec.cameras.values():
+        p = list(cam.params)
+        p[3], p[4] = k1, k2
+        cam.params = p
+
+
+def distortion_is_significant(rec: pycolmap.Reconstruction, fixed_focal: bool, threads: int = -1,
+                              min_gain: float = 0.05) -> bool:
+    """True when estimating k1, k2 lowers the keyframe model's median reprojection error by
+    more than ``min_gain`` (relative) compared with a distortion-free camera (the median, as
+    the few gross outliers left at this stage would swamp a mean)."""
+    free = pycolmap.Reconstruction(rec)
+    none = pycolmap.Reconstruction(rec)
+    set_distortion(none, 0.0, 0.0)
+    run_ba(free, _ba_options(fixed_focal, 1.0, threads, 30, 1e-6, refine_distortion=True))
+    run_ba(none, _ba_options(fixed_focal, 1.0, threads, 30, 1e-6, refine_distortion=False))
+
+    def median(r):
+        e = observation_errors(r)[:, 3]
+        e = e[np.isfinite(e)]
+        return float(np.median(e)) if len(e) else 0.0
+
+    return median(free) < (1.0 - min_gain) * median(none)
+
+
 def adjust(rec: pycolmap.Reconstruction, fixed_focal: bool, threads: int = -1,
-           max_error_px: float = 2.0, rounds: int = 2) -> dict:
+           max_error_px: float = 2.0, rounds: int = 2, refine_distortion: bool = True) -> dict:
     """Robust BA, drop observations over ``max_error_px``, BA again; returns counts."""
     removed = 0
+    if not refine_distortion:
+        set_distortion(rec, 0.0, 0.0)
     for r in range(rounds):
         if r == 0:
-            run_ba(rec, _ba_options(fixed_focal, 1.0, threads, 25, 1e-6))
+            run_ba(rec, _ba_options(fixed_focal, 1.0, threads, 25, 1e-6, refine_distortion))
         else:
-            run_ba(rec, _ba_options(fixed_focal, None, threads))
+            run_ba(rec, _ba_options(fixed_focal, None, threads, refine_distortion=refine_distortion))
         if r == rounds - 1:
             break
         rows = observation_errors(rec)
@@ -130,7 +161,7 @@ def adjust(rec: pycolmap.Reconstruction, fixed_focal: bool, threads: int = -1,
                 else:
                     rec.delete_observation(int(iid), int(idx))
         removed += len(bad)
-    return {"observations_removed": int(removed)}
+    return {"observations_removed": int(removed), "distortion_estimated": bool(refine_distortion)}
 
 
 def frame_errors(rec: pycolmap.Reconstruction) -> dict[int, float]:

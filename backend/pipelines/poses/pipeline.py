@@ -185,6 +185,9 @@ def _solve_tracks(tracks, opts, prog, stats, timings, noise_px, name):
     camera = sfm.make_camera(tracks.width, tracks.height, opts.focal_px)
     rec = sfm.require_model(sfm.solve_tracks(tracks, keys, pairs, camera, opts.threads), name)
     stats["n_keyframes_registered"] = rec.num_reg_images()
+    distortion = bundle.distortion_is_significant(rec, camera.has_prior_focal_length, opts.threads)
+    if not distortion:
+        bundle.set_distortion(rec, 0.0, 0.0)
     timings["sfm"] = time.perf_counter() - t
 
     prog.stage("register", "registering all frames")
@@ -198,7 +201,8 @@ def _solve_tracks(tracks, opts, prog, stats, timings, noise_px, name):
     prog.stage("bundle_adjust", f"bundle adjustment over {len(poses)} frames")
     t = time.perf_counter()
     full = bundle.build_model(rec, tracks, poses, t2p)
-    stats.update(bundle.adjust(full, fixed_focal=camera.has_prior_focal_length, threads=opts.threads))
+    stats.update(bundle.adjust(full, fixed_focal=camera.has_prior_focal_length, threads=opts.threads,
+                               refine_distortion=distortion))
     timings["bundle_adjust"] = time.perf_counter() - t
 
     def colour(pos, idx):
@@ -219,11 +223,13 @@ def _solve_sift(images, tracks, info, opts, prog, stats, timings, name):
                          sequential=not info.is_image_folder, threads=opts.threads)
     rec = sfm.require_model(rec, name)
     stats["n_keyframes"] = n
+    distortion = bundle.distortion_is_significant(rec, camera.has_prior_focal_length, opts.threads)
     timings["sfm"] = time.perf_counter() - t
     prog.stage("register", "registered by the mapper")
     prog.stage("bundle_adjust", f"bundle adjustment over {rec.num_reg_images()} images")
     t = time.perf_counter()
-    stats.update(bundle.adjust(rec, fixed_focal=camera.has_prior_focal_length, threads=opts.threads))
+    stats.update(bundle.adjust(rec, fixed_focal=camera.has_prior_focal_length, threads=opts.threads,
+                               refine_distortion=distortion))
     timings["bundle_adjust"] = time.perf_counter() - t
     sx, sy = images[0].shape[1] / info.width, images[0].shape[0] / info.height
 

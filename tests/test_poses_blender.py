@@ -1,0 +1,45 @@
+"""Camera solve on a Blender (Cycles) render from backend.synthetic.make_clip.
+
+Slow (Cycles on CPU takes minutes for 30 frames on a 2-core box): marked ``slow``. Tolerances
+as in test_poses.py, from the image geometry: focal 266.7 px (30 mm lens on 36 mm, 320 px), so
+one pixel subtends 0.215 deg; the scene sits about 3 m from the camera (2.6 m horizontally,
+1.4 m below), so a camera-centre error of 3 m / f = 1.1 cm shifts it by one pixel.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from backend.evaluation.pose_metrics import pose_errors
+from backend.pipelines.poses.pipeline import SolveOptions, solve
+from shared_protocol import camera_file
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    from backend.synthetic import make_clip
+
+    out = tmp_path_factory.mktemp("bpy") / "clip"
+    paths = make_clip(out, path="handheld", width=320, height=180, frames=30, samples=8)
+    return paths, camera_file.read(paths["truth"])
+
+
+def test_blender_handheld(clip):
+    paths, truth = clip
+    f = truth["frames"][0]["focal_px"]
+    px_deg = math.degrees(1.0 / f)
+    sol = solve(paths["video"], SolveOptions(threads=2))
+    t = camera_file.matrices(truth)
+    m = pose_errors(sol.matrix_world, t, sol.focal_px, f, sol.registered, sol.reproj_error_px)
+    assert sol.registered.all() and not sol.stats["rotation_only"]
+    assert m["rot_err_deg_median"] < 0.5 * px_deg
+    assert m["ate_rmse"] < 3.0 / f
+    assert m["focal_err_pct"] < 100.0 / math.hypot(160, 90)
+    assert m["reproj_mean_px"] < 0.5
+    # Ground: truth z = 0 is the floor; camera heights agree at the scale the solve chose.
+    k = t[0, 2, 3] / 1.6
+    assert np.abs(sol.matrix_world[:, 2, 3] * k - t[:, 2, 3]).max() < 3.0 / f
