@@ -1,7 +1,8 @@
 """Stereo benchmark: fill quality on Middlebury Cones, 1080p throughput, synthetic stereo clip.
 
-    python benchmarks/stereo.py [--device numpy|cpu|cuda] [--machine NAME] [--frames 12]
+    python benchmarks/stereo.py [--device numpy,cpu|cuda] [--machine NAME] [--frames 6]
                                 [--synthetic-frames 12] [--skip-synthetic]
+                                [--scene-clip CLIP --scene-reconstruction RECON]
 
 1. Middlebury 2003 Cones (real rectified pair, true disparity): the left image warped with the
    true disparity, compared with the real right image where it is seen (PSNR/SSIM), and in the
@@ -12,6 +13,9 @@
 3. A synthetic Blender clip rendered as a true stereo pair (backend.synthetic.make_clip with
    ``stereo``): right eyes synthesised from the left frames and their true depth, compared with
    the rendered right eyes (PSNR/SSIM overall and disoccluded, temporal flicker), ours vs naive.
+4. With ``--scene-clip``/``--scene-reconstruction`` (a stereo synthetic clip and its
+   reconstruction): scene stereo's right eyes from the splats against the true right eyes, and
+   the rate of rendering both eyes.
 
 Writes ``benchmarks/results/stereo-<machine>.json`` and ``.md``.
 """
@@ -155,6 +159,49 @@ def synthetic(frames: int, interaxial: float) -> dict:
     return out
 
 
+def scene(clip_dir: Path, reconstruction: Path, device: str) -> dict:
+    """Scene stereo on a synthetic stereo clip that was reconstructed: right eyes rendered from the
+    splats (cameras from ``truth.json``, or the reconstruction's refined cameras) against the
+    rendered true right eyes."""
+    from shared_protocol import camera_file
+
+    from backend.pipelines.splats_io import load_splats
+    from backend.pipelines.stereo.scene import _find_splats, compose_right, render_pair
+
+    truth = json.loads((clip_dir / "truth.json").read_text())
+    B = float(truth["interaxial_m"])
+    cams_path = reconstruction / "cameras_refined.json"
+    doc = camera_file.read(cams_path) if cams_path.is_file() else truth
+    frames = [f for f in doc["frames"] if f.get("registered", True)]
+    w, h = int(doc["width"]), int(doc["height"])
+    splats = load_splats(_find_splats(reconstruction))
+    read = lambda p: cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)  # noqa: E731
+    mw = [f["matrix_world"] for f in frames]
+    fl = [f["focal_px"] for f in frames]
+    pp = [f["principal_point_px"] for f in frames]
+    render_pair(splats, mw[:1], fl[:1], pp[:1], w, h, (w, h), B, None, device)  # warm-up
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    left, right = render_pair(splats, mw, fl, pp, w, h, (w, h), B, None, device)
+    render_s = time.perf_counter() - t0
+    p_raw, p_eye, s_eye = [], [], []
+    for i, f in enumerate(frames):
+        name = str(f["source"])
+        footage = read(clip_dir / "frames" / name)
+        gt = read(clip_dir / "right" / "frames" / name)
+        eye, _, _ = compose_right(footage, left, right, i, float(f["focal_px"]), B, None)
+        p_raw.append(psnr(right["rgb"][i] * 255.0, gt))
+        p_eye.append(psnr(eye, gt))
+        s_eye.append(ssim(eye, gt))
+    return {"clip": str(clip_dir), "reconstruction": str(reconstruction), "frames": len(frames), "size": [w, h],
+            "right_eye_psnr": float(np.mean(p_eye)), "right_eye_ssim": float(np.mean(s_eye)),
+            "raw_render_psnr": float(np.mean(p_raw)),
+            "render_both_eyes_frames_per_second": len(frames) / render_s}
+
+
 def machine_description(device: str) -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -204,6 +251,12 @@ def to_markdown(r: dict) -> str:
             dp = "n/a" if v["disoccluded_psnr"] is None else f"{v['disoccluded_psnr']:.2f}"
             ds = "n/a" if v["disoccluded_ssim"] is None else f"{v['disoccluded_ssim']:.3f}"
             lines.append(f"| {k} | {v['psnr']:.2f} | {v['ssim']:.3f} | {dp} | {ds} | {v['flicker']:.3f} |")
+    sc = r.get("scene")
+    if sc:
+        lines += ["", f"## Scene stereo ({sc['size'][0]}x{sc['size'][1]}, {sc['frames']} frames)", "",
+                  f"Right eye from the splats vs the true right eye: PSNR {sc['right_eye_psnr']:.2f} dB "
+                  f"(raw render {sc['raw_render_psnr']:.2f} dB), SSIM {sc['right_eye_ssim']:.3f}; "
+                  f"both eyes rendered at {sc['render_both_eyes_frames_per_second']:.1f} frames/s."]
     lines.append("")
     return "\n".join(lines)
 
@@ -217,6 +270,8 @@ def main(argv=None) -> int:
     ap.add_argument("--synthetic-frames", type=int, default=12)
     ap.add_argument("--interaxial", type=float, default=0.2, help="synthetic clip interaxial (m)")
     ap.add_argument("--skip-synthetic", action="store_true")
+    ap.add_argument("--scene-clip", type=Path, help="a synthetic stereo clip folder (make_clip with stereo)")
+    ap.add_argument("--scene-reconstruction", type=Path, help="its reconstruction folder (splats.ply)")
     args = ap.parse_args(argv)
     devices = [d.strip() for d in args.device.split(",") if d.strip()]
     gpu = any(d.startswith("cuda") for d in devices)
@@ -233,6 +288,10 @@ def main(argv=None) -> int:
     if not args.skip_synthetic:
         r["synthetic"] = synthetic(args.synthetic_frames, args.interaxial)
         print("synthetic done", flush=True)
+    if args.scene_clip and args.scene_reconstruction:
+        dev = next((d for d in devices if d != "numpy"), "cpu")
+        r["scene"] = scene(args.scene_clip, args.scene_reconstruction, dev)
+        print("scene done", json.dumps(r["scene"], indent=1), flush=True)
     r["total_seconds"] = time.perf_counter() - t
     r["load_average_at_end"] = list(os.getloadavg())
     out = REPO / "benchmarks" / "results"
