@@ -139,7 +139,7 @@ def test_scene_stereo_job_renders_the_right_eye(tmp_path):
     assert res.summary["method"] == "scene" and res.summary["frames"] == 3
     assert res.summary["frames_without_camera"] == 0
     gen = imageio_ffmpeg.read_frames(str(tmp_path / "out" / "stereo.mp4"))
-    meta = next(gen)
+    next(gen)
     frames = [np.frombuffer(b, np.uint8).reshape(64, 192, 3) for b in gen]
     luma = lambda a: a.astype(float) @ [0.299, 0.587, 0.114]  # noqa: E731
     for fr, gt in zip(frames, truth):
@@ -171,3 +171,15 @@ def test_warp_method_uses_splat_depth_of_a_reconstruction(tmp_path):
         fr = np.frombuffer(b, np.uint8).reshape(64, 192, 3)
         inner = np.s_[4:-4, 4:-12]  # away from the frame border the warp cannot see past
         assert psnr(luma(fr[:, 96:])[inner], luma(gt)[inner]) > 30
+
+
+def test_scene_default_convergence_is_median_splat_depth(tmp_path):
+    pytest.importorskip("torch")
+    from backend.jobs import stereo as job
+    from backend.progress import Progress
+
+    recon, video, _ = _scene_fixture(tmp_path, frames=1)
+    res = job.run({"input": str(video), "reconstruction": str(recon), "method": "scene", "interaxial": 0.1},
+                  tmp_path / "out", Progress())
+    # the wall at 4 m fills most of the view: its depth is the median
+    assert res.summary["convergence"] == pytest.approx(4.0, rel=0.02)

@@ -63,13 +63,18 @@ def _find_splats(reconstruction: Path) -> Path:
 
 
 def render_pair(splats, matrix_world, focal_px, principal_point_px, width: int, height: int,
-                src_size: tuple[int, int], interaxial: float, convergence: float | None, device: str = "cpu"):
-    """Render left and right eyes of the given cameras; returns the two render dicts."""
+                src_size: tuple[int, int], interaxial: float, convergence: float | None, device: str = "cpu",
+                left=None):
+    """Render left and right eyes of the given cameras; returns the two render dicts.
+
+    ``left`` reuses an existing left render.
+    """
     from backend.pipelines.render import cameras_from_arrays, render_views
 
     mw_r, pp_r = right_eye_cameras(matrix_world, focal_px, principal_point_px, interaxial, convergence)
-    left = render_views(splats, cameras_from_arrays(matrix_world, focal_px, principal_point_px, width, height,
-                                                    src_size), device=device)
+    if left is None:
+        left = render_views(splats, cameras_from_arrays(matrix_world, focal_px, principal_point_px, width, height,
+                                                        src_size), device=device)
     right = render_views(splats, cameras_from_arrays(mw_r, focal_px, pp_r, width, height, src_size), device=device)
     return left, right
 
@@ -134,18 +139,27 @@ def run_scene_stereo(p: dict, out_dir: Path, progress: Progress):
     audio = None if info.is_image_folder else p["input"]
     progress.stage("stereo", "rendering right eyes")
     missing, n, batch = 0, 0, []
+    scale = info.width / src_size[0]
+    conv = convergence
     t0 = time.monotonic()
 
     def flush(writer):
-        nonlocal missing
+        nonlocal missing, conv
         cams = [f for _, _, f in batch if f is not None]
         if cams:
+            from backend.pipelines.render import cameras_from_arrays, render_views
+
             mw = [f["matrix_world"] for f in cams]
             fl = [f["focal_px"] for f in cams]
             pp = [f["principal_point_px"] for f in cams]
-            scale = info.width / src_size[0]
-            conv = convergence
-            left, right = render_pair(splats, mw, fl, pp, info.width, info.height, src_size, interaxial, conv, device)
+            left = render_views(splats, cameras_from_arrays(mw, fl, pp, info.width, info.height, src_size),
+                                device=device)
+            if conv is None:  # default: the median splat depth of the first rendered frame
+                z = left["depth"][0]
+                z = z[np.isfinite(z)]
+                conv = float(np.median(z)) if z.size else None
+            left, right = render_pair(splats, mw, fl, pp, info.width, info.height, src_size, interaxial, conv,
+                                      device, left=left)
         k = 0
         for _, rgb, f in batch:
             if f is None:
@@ -174,7 +188,7 @@ def run_scene_stereo(p: dict, out_dir: Path, progress: Progress):
             flush(writer)
     elapsed = time.monotonic() - t0
     summary = {"method": "scene", "frames": n, "frames_without_camera": missing, "fps": round(fps, 4),
-               "interaxial": interaxial, "convergence": convergence, "cameras": str(cam_path),
+               "interaxial": interaxial, "convergence": conv, "cameras": str(cam_path),
                "layout": "debug-grid" if p.get("debug_grid") else p.get("layout", "sbs"),
                "audio": bool(writer.audio_codec), "seconds": round(elapsed, 3),
                "frames_per_second": round(n / elapsed, 3) if elapsed > 0 else None}
