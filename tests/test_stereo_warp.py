@@ -171,3 +171,17 @@ def test_cuda_matches_numpy_at_1080p():
     b = warp_right(torch.from_numpy(left).cuda(), torch.from_numpy(disp).cuda())
     np.testing.assert_array_equal(a.hole, b.hole.cpu().numpy())
     np.testing.assert_allclose(a.image, b.image.cpu().numpy(), atol=1e-2)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_behind_edges_marks_background_side_only(backend):
+    from backend.pipelines.stereo.warp import behind_edges
+
+    d = np.full((2, 12), 1.0, np.float32)
+    d[:, 5:8] = 9.0  # a near strip
+    arg = torch.from_numpy(d) if backend == "torch" else d
+    bad = _np(behind_edges(arg, radius=2, jump=3.0))
+    expected = np.zeros(12, bool)
+    expected[[3, 4, 8, 9]] = True  # two background pixels each side, never the strip itself
+    np.testing.assert_array_equal(bad, np.broadcast_to(expected, (2, 12)))
+    assert not _np(behind_edges(arg, radius=2, jump=9.0)).any()

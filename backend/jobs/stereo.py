@@ -47,6 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fill", choices=FILLS, default="background", help="spatial hole fill (default: background)")
     p.add_argument("--temporal-radius", type=int, default=2,
                    help="neighbouring frames each side used to fill holes (default 2; 0 disables)")
+    p.add_argument("--edge-px", type=int, default=0,
+                   help="leave out this many background pixels at depth edges (colour fringes) and fill them")
     p.add_argument("--chunk", type=int, default=16, help="frames processed per chunk (default 16)")
     p.add_argument("--device", default="auto", help="auto, numpy (CPU), cpu or cuda (torch)")
     p.add_argument("--weights", type=Path, help=f"weights folder (default: {DEFAULT_WEIGHTS})")
@@ -64,7 +66,7 @@ def params_from_args(args: argparse.Namespace) -> dict:
         "reconstruction": path(args.reconstruction), "cameras": path(args.cameras), "depth": path(args.depth),
         "interaxial": args.interaxial, "convergence": args.convergence, "max_disparity": args.max_disparity,
         "focal_px": args.focal_px, "fill": args.fill, "temporal_radius": args.temporal_radius,
-        "chunk": args.chunk, "device": args.device, "weights": path(args.weights),
+        "chunk": args.chunk, "edge_px": args.edge_px, "device": args.device, "weights": path(args.weights),
         "max_frames": args.max_frames, "crf": args.crf,
     }
 
@@ -164,7 +166,8 @@ def run(params: dict, out_dir: Path, progress: Progress) -> JobResult:
     settings = WarpSettings(
         interaxial=float(p.get("interaxial", 0.065)), convergence=p.get("convergence"),
         max_disparity=p.get("max_disparity"), temporal_radius=int(p.get("temporal_radius", 2)),
-        fill=p.get("fill", "background"), chunk=int(p.get("chunk", 16)), device=_device(p.get("device")))
+        fill=p.get("fill", "background"), chunk=int(p.get("chunk", 16)), device=_device(p.get("device")),
+        edge_px=int(p.get("edge_px", 0)))
     settings.validate()
     progress.stage("depth", "loading depth")
     sources: dict[int, str] = {}

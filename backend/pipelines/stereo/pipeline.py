@@ -28,7 +28,7 @@ from backend.pipelines.stereo.chunks import chunks
 from backend.pipelines.stereo.disparity import budget_scale, complete_disparity, disparity_from_depth
 from backend.pipelines.stereo.fill import fill_background, inpaint_background, inpaint_cv2
 from backend.pipelines.stereo.temporal import temporal_fill
-from backend.pipelines.stereo.warp import warp_right
+from backend.pipelines.stereo.warp import behind_edges, warp_right
 from backend.progress import JobError, Progress
 
 FILLS = ("background", "rows", "cv2", "diffusers")
@@ -44,6 +44,10 @@ class WarpSettings:
     budget: relative depth spans it; metric depth and given disparity are scaled down to fit
     it (default for relative depth: 3% of the width; otherwise no limit). ``device`` is
     ``"numpy"`` (the CPU numpy warp) or a torch device (``"cuda"``, ``"cpu"``) for the torch warp.
+    ``edge_px`` pixels on the background side of disparity jumps over ``edge_jump`` px are left
+    out of the warp and filled like disocclusions (:func:`.warp.behind_edges`); off by default:
+    it helps where colour edges are blurred across the depth edge (Middlebury Cones: +0.3 dB
+    in the disoccluded region) and costs where they are not (synthetic clip: -0.6 dB).
     """
 
     interaxial: float = 0.065
@@ -54,6 +58,8 @@ class WarpSettings:
     chunk: int = 16
     device: str = "numpy"
     z_tol: float = 0.5
+    edge_px: int = 0
+    edge_jump: float = 3.0
 
     def validate(self) -> None:
         if not self.interaxial >= 0:
@@ -66,6 +72,8 @@ class WarpSettings:
             raise JobError(f"fill must be one of {', '.join(FILLS)}, got {self.fill!r}", "bad_params")
         if not 0 <= self.temporal_radius <= 8 or self.chunk < 1:
             raise JobError("temporal radius must be in [0, 8] and chunk >= 1", "bad_params")
+        if not 0 <= self.edge_px <= 8:
+            raise JobError(f"edge px must be in [0, 8], got {self.edge_px}", "bad_params")
 
 
 @dataclass
@@ -151,13 +159,15 @@ class _Disparities:
 
 def _warp(left_u8: np.ndarray, disp: np.ndarray, settings: WarpSettings):
     if settings.device == "numpy":
-        out = warp_right(left_u8.astype(np.float32), disp, z_tol=settings.z_tol)
+        valid = ~behind_edges(disp, settings.edge_px, settings.edge_jump) if settings.edge_px else None
+        out = warp_right(left_u8.astype(np.float32), disp, valid=valid, z_tol=settings.z_tol)
         return out.image, out.hole, out.z
     import torch
 
     dev = torch.device(settings.device)
-    out = warp_right(torch.from_numpy(left_u8).to(dev).float(), torch.from_numpy(disp).to(dev),
-                     z_tol=settings.z_tol)
+    d = torch.from_numpy(disp).to(dev)
+    valid = ~behind_edges(d, settings.edge_px, settings.edge_jump) if settings.edge_px else None
+    out = warp_right(torch.from_numpy(left_u8).to(dev).float(), d, valid=valid, z_tol=settings.z_tol)
     if settings.fill == "rows" and settings.temporal_radius == 0:
         # everything on the device; only 8-bit images and the mask come back
         filled = fill_background(out.image, out.hole, out.z)

@@ -189,3 +189,23 @@ def warp_right(left, disparity, valid=None, z_tol: float = 0.5) -> Warped:
     """The right eye of a rectified pair from the left image and its disparity (``x_r = x_l - d``)."""
     neg = -disparity
     return forward_warp(left, neg, z=disparity, valid=valid, z_tol=z_tol)
+
+
+def behind_edges(disparity, radius: int = 1, jump: float = 2.0):
+    """Pixels within ``radius`` px (same row) of a nearer pixel by more than ``jump`` px of disparity.
+
+    These are the background side of depth edges, where the colour usually mixes foreground
+    and background (anti-aliasing, blur, depth maps a pixel off). Leaving them out of the warp
+    (``valid=~behind_edges(d)``) turns them into holes that the fills take from clean
+    background, instead of a foreground-tinted fringe. numpy or torch.
+    """
+    d = disparity
+    if _is_torch(d):
+        bad = torch.zeros_like(d, dtype=torch.bool)
+    else:
+        d = np.asarray(d, np.float32)
+        bad = np.zeros(d.shape, bool)
+    for s in range(1, radius + 1):
+        bad[:, :-s] |= d[:, s:] - d[:, :-s] > jump  # nearer pixel s to the right
+        bad[:, s:] |= d[:, :-s] - d[:, s:] > jump  # nearer pixel s to the left
+    return bad
