@@ -344,3 +344,36 @@ def test_tracked_corners_move_as_truth_and_depth_predict(clip):
     # depth edges and on the far, grazing ground track less well, so bound the median and p75.
     # A one-frame offset or a wrong camera would put most tracks pixels away from prediction.
     assert np.median(err) < 0.2 and np.percentile(err, 75) < 0.4, (np.median(err), np.percentile(err, 75))
+
+
+def test_timeout_kills_the_renderer_and_leaves_nothing(tmp_path):
+    out = tmp_path / "slow"
+    with pytest.raises(RuntimeError, match="timed out"):
+        make_clip(out, width=64, height=36, frames=50, samples=1, video=False, timeout=1.0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_same_seed_same_truth_and_pixels(tmp_path):
+    seen = []
+    a = make_clip(tmp_path / "a", width=64, height=36, frames=2, samples=1, video=False, seed=11,
+                  progress=lambda done, total: seen.append((done, total)))
+    b = make_clip(tmp_path / "b", width=64, height=36, frames=2, samples=1, video=False, seed=11)
+    assert seen == [(1, 2), (2, 2)]
+    ta, tb = load(a["truth"]), load(b["truth"])
+    for t in (ta, tb):
+        t["generator"].pop("render_seconds_per_frame")
+    assert ta == tb
+    for name in ("000000.png", "000001.png"):  # pixels, not bytes: PNGs carry Cycles' timings
+        np.testing.assert_array_equal(cv2.imread(str(a["frames"] / name)), cv2.imread(str(b["frames"] / name)))
+
+
+def test_cancel_from_progress_stops_and_cleans_up(tmp_path):
+    class Stop(Exception):
+        pass
+
+    def cancel(done, total):
+        raise Stop
+
+    with pytest.raises(Stop):
+        make_clip(tmp_path / "c", width=64, height=36, frames=20, samples=1, video=False, progress=cancel)
+    assert list(tmp_path.iterdir()) == []

@@ -7,11 +7,18 @@ See ``docs/synthetic.md`` for the output layout and the truth.json extras.
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
+import threading
+from collections import deque
 from pathlib import Path
+from typing import Callable
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
+_PROGRESS = re.compile(r"rendered frame (\d+)/(\d+)")
 
 
 def _cli_args(options: dict) -> list[str]:
@@ -27,6 +34,12 @@ def _cli_args(options: dict) -> list[str]:
         else:
             args += [flag, str(value)]
     return args
+
+
+def staging_dir(out_dir: str | Path, pid: int) -> Path:
+    """Hidden sibling folder the renderer with process id ``pid`` writes into before renaming."""
+    out = Path(out_dir).resolve()
+    return out.parent / f".{out.name}.partial-{pid}"
 
 
 def clip_paths(out_dir: str | Path) -> dict[str, Path]:
@@ -47,28 +60,59 @@ def make_clip(out_dir: str | Path, *, path: str = "handheld", width: int = 320, 
               frames: int = 24, fps: float = 24.0, focal_mm: float | None = None,
               focal_px: float | None = None, pp_offset: tuple[float, float] = (0.0, 0.0),
               samples: int = 8, denoise: bool = False, seed: int = 0, engine: str = "CYCLES",
-              threads: int = 2, stereo: float | None = None, occluder: bool = False,
-              video: bool = True, save_blend: bool = False, timeout: float | None = None,
-              **more) -> dict[str, Path]:
+              threads: int = 2, device: str = "CPU", stereo: float | None = None,
+              occluder: bool = False, video: bool = True, save_blend: bool = False,
+              timeout: float | None = None,
+              progress: Callable[[int, int], None] | None = None, **more) -> dict[str, Path]:
     """Render a synthetic clip into ``out_dir`` (absent or empty) and return its output paths.
 
     Keyword options mirror the CLI flags of ``python -m backend.synthetic.render`` (``--help``
     lists them; further ones such as ``cam_height``, ``jitter_mm``, ``pan_deg`` pass through
-    ``more``). Raises RuntimeError carrying the tail of the renderer's stderr on failure.
+    ``more``). ``progress(done, total)`` is called after each rendered frame; an exception it
+    raises (e.g. a cancellation) stops the renderer and propagates. Raises RuntimeError carrying
+    the tail of the renderer's stderr on failure or timeout. Nothing is left behind on failure.
     """
     options = dict(path=path, width=width, height=height, frames=frames, fps=fps, focal_mm=focal_mm,
                    focal_px=focal_px, pp_offset=tuple(pp_offset), samples=samples, denoise=denoise,
-                   seed=seed, engine=engine, threads=threads, stereo=stereo, occluder=occluder,
+                   seed=seed, engine=engine, threads=threads, device=device, stereo=stereo, occluder=occluder,
                    no_video=not video, save_blend=save_blend, **more)
     cmd = [sys.executable, "-m", "backend.synthetic.render", "--out", str(Path(out_dir).resolve()),
            *_cli_args(options)]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO_ROOT), env.get("PYTHONPATH")) if p)
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(f"synthetic render into {out_dir} timed out after {timeout} s") from exc
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-20:])
-        raise RuntimeError(f"synthetic render into {out_dir} failed (exit {proc.returncode}):\n{tail}")
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+        timed_out = threading.Event()
+
+        def kill() -> None:
+            timed_out.set()
+            proc.kill()
+
+        timer = threading.Timer(timeout, kill) if timeout else None
+        if timer:
+            timer.start()
+        try:
+            for line in proc.stdout:
+                m = _PROGRESS.match(line)
+                if m and progress is not None:
+                    progress(int(m.group(1)), int(m.group(2)))
+            code = proc.wait()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            shutil.rmtree(staging_dir(out_dir, proc.pid), ignore_errors=True)
+            raise
+        finally:
+            if timer:
+                timer.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        err.seek(0)
+        tail = "\n".join(deque(err.read().strip().splitlines(), maxlen=20))
+    if code != 0:
+        shutil.rmtree(staging_dir(out_dir, proc.pid), ignore_errors=True)
+        if timed_out.is_set():
+            raise RuntimeError(f"synthetic render into {out_dir} timed out after {timeout} s")
+        raise RuntimeError(f"synthetic render into {out_dir} failed (exit {code}):\n{tail}")
     return clip_paths(out_dir)

@@ -15,12 +15,12 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from . import staging_dir
 from .intrinsics import blender_intrinsics, blender_lens_and_shift
 from .paths import PATHS, camera_path
 
@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="scene layout, textures, lights and shake")
     p.add_argument("--engine", choices=("CYCLES", "EEVEE"), default="CYCLES")
     p.add_argument("--threads", type=int, default=2, help="render threads (0 = all cores)")
+    p.add_argument("--device", choices=("CPU", "CUDA", "OPTIX", "HIP", "ONEAPI"), default="CPU",
+                   help="Cycles compute device (GPU kinds use every device of that kind)")
     p.add_argument("--stereo", type=float, default=None, metavar="INTERAXIAL",
                    help="also render a parallel right eye offset by this many metres along camera +x")
     p.add_argument("--occluder", action="store_true",
@@ -91,7 +93,7 @@ def _setup_render(bpy, args) -> None:
     if args.engine == "CYCLES":
         r.engine = "CYCLES"
         c = scene.cycles
-        c.device = "CPU"
+        c.device = _cycles_device(bpy, args.device)
         c.samples = args.samples
         c.use_adaptive_sampling = False
         c.use_denoising = bool(args.denoise)
@@ -111,6 +113,9 @@ def _setup_render(bpy, args) -> None:
         r.threads = args.threads
     r.dither_intensity = 0.0
     r.use_motion_blur = False
+    for attr in dir(r):  # no date/time stamps in the image metadata
+        if attr.startswith("use_stamp"):
+            setattr(r, attr, False)
     r.film_transparent = False
     scene.view_settings.view_transform = "Standard"
     scene.view_settings.look = "None"
@@ -120,19 +125,40 @@ def _setup_render(bpy, args) -> None:
     scene.frame_start, scene.frame_end = 0, args.frames - 1
 
 
+def _cycles_device(bpy, kind: str) -> str:
+    """Enable every Cycles device of ``kind``; return the scene device ("CPU" or "GPU")."""
+    if kind == "CPU":
+        return "CPU"
+    prefs = bpy.context.preferences.addons["cycles"].preferences
+    try:
+        prefs.compute_device_type = kind
+    except TypeError as exc:
+        raise ValueError(f"--device {kind}: not supported by this Blender build") from exc
+    prefs.refresh_devices()
+    devices = [d for d in prefs.devices if d.type == kind]
+    if not devices:
+        raise ValueError(f"--device {kind}: no {kind} device found")
+    for d in prefs.devices:
+        d.use = d.type == kind
+    return "GPU"
+
+
 def _fps_fraction(fps: float) -> tuple[int, float]:
     n = round(fps)
     return (n, 1.0) if abs(n - fps) < 1e-9 else (int(np.ceil(fps)), np.ceil(fps) / fps)
+
+
+def _focal_px(args) -> float:
+    if args.focal_px is not None:
+        return args.focal_px
+    return (args.focal_mm if args.focal_mm is not None else 30.0) / SENSOR_WIDTH_MM * args.width
 
 
 def _add_cameras(bpy, args, mats):
     """Create the animated left camera (and a parallel right child); return (left, right|None)."""
     scene = bpy.context.scene
     w, h = args.width, args.height
-    if args.focal_px is not None:
-        focal_px = args.focal_px
-    else:
-        focal_px = (args.focal_mm if args.focal_mm is not None else 30.0) / SENSOR_WIDTH_MM * w
+    focal_px = _focal_px(args)
     pp = (0.5 * w + args.pp_offset[0], 0.5 * h + args.pp_offset[1])
     lens, sx, sy = blender_lens_and_shift(focal_px, pp, w, h, SENSOR_WIDTH_MM)
     data = bpy.data.cameras.new("camera")
@@ -207,11 +233,14 @@ def render(args: argparse.Namespace) -> Path:
     from . import scene as scene_mod
     out = args.out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    stage = staging_dir(out, os.getpid())
+    stage.mkdir()
     try:
         bpy.ops.wm.read_factory_settings(use_empty=True)
         _setup_render(bpy, args)
-        records = scene_mod.build_scene(args.seed, occluder=args.occluder)
+        focal_px = _focal_px(args)
+        pixel_m = float(np.hypot(args.distance, args.cam_height - 0.2)) / focal_px
+        records = scene_mod.build_scene(args.seed, occluder=args.occluder, pixel_m=pixel_m)
         mats = camera_path(args.path, args.frames, fps=args.fps, seed=args.seed, height=args.cam_height,
                            distance=args.distance, extent=args.extent, jitter_m=args.jitter_mm / 1000,
                            jitter_deg=args.jitter_deg, pan_deg=args.pan_deg, orbit_deg=args.orbit_deg)

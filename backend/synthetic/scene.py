@@ -35,11 +35,28 @@ def _nodes(mat):
     return nt, nt.nodes["Material Output"]
 
 
-def textured_material(name: str, tint, scale: float, seed: float, roughness: float = 0.7):
-    """Principled material whose colour mixes fractal noise, voronoi cells and a checker.
+def _mix(nt, a, b, blend: str, factor: float):
+    """Colour Mix node ``blend(a, b)`` at ``factor``; ``a``/``b`` are sockets or RGB tuples."""
+    node = nt.nodes.new("ShaderNodeMix")
+    node.data_type, node.blend_type = "RGBA", blend
+    node.inputs["Factor"].default_value = factor
+    for slot, src in (("A", a), ("B", b)):
+        if isinstance(src, tuple):
+            node.inputs[slot].default_value = (*src, 1.0)
+        else:
+            nt.links.new(src, node.inputs[slot])
+    return node.outputs["Result"]
 
-    Object-space coordinates (metres) keep the pattern scale independent of object size;
-    ``seed`` offsets the noise so no two surfaces share a pattern.
+
+def textured_material(name: str, tint, scale: float, seed: float, speckle_per_m: float,
+                      roughness: float = 0.7):
+    """Principled material with a non-repeating multi-scale albedo pattern.
+
+    Layers (frequencies in features per metre of object space): fractal noise colour at
+    ``2 * scale``, voronoi cells at ``6 * scale``, a faint checker at ``1.5 * scale`` and
+    high-contrast speckles at ``speckle_per_m`` (chosen a few pixels wide at the render
+    resolution, so corner detectors find features everywhere). ``seed`` offsets the pattern
+    so no two surfaces share one.
     """
     mat = bpy.data.materials.new(name)
     nt, out = _nodes(mat)
@@ -57,35 +74,24 @@ def textured_material(name: str, tint, scale: float, seed: float, roughness: flo
     chk = n.new("ShaderNodeTexChecker")
     chk.inputs["Scale"].default_value = 1.5 * scale
     chk.inputs["Color1"].default_value = (1.0, 1.0, 1.0, 1.0)
-    chk.inputs["Color2"].default_value = (0.55, 0.55, 0.55, 1.0)
-    for tex in (noise, vor, chk):
+    chk.inputs["Color2"].default_value = (0.7, 0.7, 0.7, 1.0)
+    speck = n.new("ShaderNodeTexNoise")
+    speck.inputs["Scale"].default_value = speckle_per_m
+    speck.inputs["Detail"].default_value = 1.0
+    ramp = n.new("ShaderNodeMapRange")
+    ramp.inputs["From Min"].default_value, ramp.inputs["From Max"].default_value = 0.45, 0.55
+    ramp.inputs["To Min"].default_value, ramp.inputs["To Max"].default_value = 0.35, 1.0
+    nt.links.new(speck.outputs["Fac"], ramp.inputs["Value"])
+    for tex in (noise, vor, chk, speck):
         nt.links.new(mapping.outputs["Vector"], tex.inputs["Vector"])
-    grey = n.new("ShaderNodeMix")
-    grey.data_type = "RGBA"
-    grey.inputs["Factor"].default_value = 0.55
-    nt.links.new(noise.outputs["Color"], grey.inputs["A"])
-    nt.links.new(noise.outputs["Fac"], grey.inputs["B"])
-    mix1 = n.new("ShaderNodeMix")
-    mix1.data_type = "RGBA"
-    mix1.blend_type = "MULTIPLY"
-    mix1.inputs["Factor"].default_value = 1.0
-    nt.links.new(grey.outputs["Result"], mix1.inputs["A"])
-    nt.links.new(chk.outputs["Color"], mix1.inputs["B"])
-    mix2 = n.new("ShaderNodeMix")
-    mix2.data_type = "RGBA"
-    mix2.blend_type = "OVERLAY"
-    mix2.inputs["Factor"].default_value = 0.6
-    nt.links.new(mix1.outputs["Result"], mix2.inputs["A"])
-    nt.links.new(vor.outputs["Distance"], mix2.inputs["B"])
-    mix3 = n.new("ShaderNodeMix")
-    mix3.data_type = "RGBA"
-    mix3.blend_type = "MULTIPLY"
-    mix3.inputs["Factor"].default_value = 1.0
-    mix3.inputs["B"].default_value = (*tint, 1.0)
-    nt.links.new(mix2.outputs["Result"], mix3.inputs["A"])
+    colour = _mix(nt, noise.outputs["Color"], noise.outputs["Fac"], "MIX", 0.55)
+    colour = _mix(nt, colour, chk.outputs["Color"], "MULTIPLY", 1.0)
+    colour = _mix(nt, colour, vor.outputs["Distance"], "OVERLAY", 0.6)
+    colour = _mix(nt, colour, ramp.outputs["Result"], "MULTIPLY", 1.0)
+    colour = _mix(nt, colour, tuple(tint), "MULTIPLY", 1.0)
     bsdf = n.new("ShaderNodeBsdfPrincipled")
     bsdf.inputs["Roughness"].default_value = roughness
-    nt.links.new(mix3.outputs["Result"], bsdf.inputs["Base Color"])
+    nt.links.new(colour, bsdf.inputs["Base Color"])
     nt.links.new(bsdf.outputs["BSDF"], out.inputs["Surface"])
     return mat
 
@@ -147,15 +153,21 @@ def add_sphere(name, centre, radius, mat, records, role="object", segments=48):
                    np.array(centre) - radius, np.array(centre) + radius, records)
 
 
-def build_scene(seed: int, occluder: bool = False, room_half: float = 4.0,
+def build_scene(seed: int, occluder: bool = False, pixel_m: float = 0.01, room_half: float = 4.0,
                 wall_height: float = 2.5) -> list[dict]:
-    """Create ground, walls, objects, markers and lights; return the object records."""
+    """Create ground, walls, objects, markers and lights; return the object records.
+
+    ``pixel_m`` is the footprint of one pixel at the look-at target (distance / focal_px): the
+    finest texture layer is made about five pixels wide there (and on the walls, which are
+    about twice as far).
+    """
+    speckle = 1.0 / (5.0 * pixel_m)
     rng = np.random.default_rng(seed)
     records: list[dict] = []
     bpy.ops.mesh.primitive_plane_add(size=2 * room_half, location=(0, 0, 0))
     ground = bpy.context.active_object
     ground.name = "ground"
-    _finish(ground, textured_material("ground_mat", (0.85, 0.8, 0.7), 4.0, rng.uniform(0, 10)),
+    _finish(ground, textured_material("ground_mat", (0.85, 0.8, 0.7), 4.0, rng.uniform(0, 10), speckle),
             "plane", "ground", (0, 0, 0), (2 * room_half, 2 * room_half, 0),
             (-room_half, -room_half, 0), (room_half, room_half, 0), records)
     wall_specs = [((0, room_half, wall_height / 2), (2 * room_half, 0.1, wall_height)),
@@ -164,10 +176,10 @@ def build_scene(seed: int, occluder: bool = False, room_half: float = 4.0,
                   ((-room_half, 0, wall_height / 2), (0.1, 2 * room_half, wall_height))]
     for i, (c, sz) in enumerate(wall_specs):
         tint = tuple(rng.uniform(0.45, 0.7, 3))
-        add_box(f"wall_{i}", c, sz, textured_material(f"wall_mat_{i}", tint, 2.0, rng.uniform(0, 10)),
+        add_box(f"wall_{i}", c, sz, textured_material(f"wall_mat_{i}", tint, 2.0, rng.uniform(0, 10), speckle / 2),
                 records, role="wall")
     add_box("box_a", BOX_A["centre"], BOX_A["size"],
-            textured_material("box_a_mat", (0.9, 0.55, 0.3), 12.0, rng.uniform(0, 10)), records)
+            textured_material("box_a_mat", (0.9, 0.55, 0.3), 12.0, rng.uniform(0, 10), speckle), records)
     marker_mat = emissive_material("marker_mat", MARKER_COLOUR)
     for i, c in enumerate(MARKERS):
         add_sphere(f"marker_{i}", c, MARKER_RADIUS, marker_mat, records, role="marker", segments=64)
@@ -175,14 +187,14 @@ def build_scene(seed: int, occluder: bool = False, room_half: float = 4.0,
     if occluder:
         c = OCCLUDER
         add_cylinder("occluder", c["centre"], c["radius"], c["height"],
-                     textured_material("occluder_mat", (0.3, 0.6, 0.9), 15.0, rng.uniform(0, 10)),
+                     textured_material("occluder_mat", (0.3, 0.6, 0.9), 15.0, rng.uniform(0, 10), speckle),
                      records, role="occluder")
-    _scatter_objects(rng, records)
+    _scatter_objects(rng, records, speckle)
     _add_lights(rng)
     return records
 
 
-def _scatter_objects(rng: np.random.Generator, records: list[dict], count: int = 7) -> None:
+def _scatter_objects(rng: np.random.Generator, records: list[dict], speckle: float, count: int = 7) -> None:
     """Place seeded boxes, cylinders and spheres on the ground, clear of markers and box_a."""
     keep_clear = [np.array(c[:2]) for c in MARKERS] + [np.array(BOX_A["centre"][:2]),
                                                        np.array(OCCLUDER["centre"][:2])]
@@ -197,7 +209,7 @@ def _scatter_objects(rng: np.random.Generator, records: list[dict], count: int =
             continue
         keep_clear.append(xy)
         tint = tuple(np.clip(rng.uniform(0.2, 0.95, 3), 0, 1))
-        mat = textured_material(f"obj_mat_{placed}", tint, rng.uniform(8, 20), rng.uniform(0, 10))
+        mat = textured_material(f"obj_mat_{placed}", tint, rng.uniform(8, 20), rng.uniform(0, 10), speckle)
         kind = ("box", "cylinder", "sphere")[placed % 3]
         name = f"{kind}_{placed}"
         if kind == "box":
