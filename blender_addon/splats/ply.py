@@ -117,6 +117,7 @@ def read_ply(path: str | Path) -> RawSplats:
         raise SplatFileError(f"{path}: expected f_rest_0..f_rest_(9|24|45 - 1), found {n_rest} f_rest properties")
     n = vertex.count
 
+    table = None
     if fmt == "ascii":
         data = _read_ascii(path, offset, elements, vi)
     else:
@@ -138,14 +139,20 @@ def read_ply(path: str | Path) -> RawSplats:
         else:
             data = np.fromfile(path, dtype=dtype, count=n, offset=offset)
 
+    order = {name: i for i, name in enumerate(prop_names)}
+
     def cols(*keys: str) -> np.ndarray:
+        idx = [order[k] for k in keys]
+        if table is not None and idx == list(range(idx[0], idx[0] + len(idx))):
+            return np.ascontiguousarray(table[:, idx[0]:idx[0] + len(idx)], dtype=np.float32)
         out = np.empty((n, len(keys)), dtype=np.float32)
         for i, k in enumerate(keys):
             out[:, i] = data[k]
         return out
 
     k = _REST_COUNTS[n_rest]
-    rest = cols(*(f"f_rest_{i}" for i in range(n_rest))).reshape(n, 3, k).transpose(0, 2, 1)
+    rest = (cols(*(f"f_rest_{i}" for i in range(n_rest))) if n_rest else np.empty((n, 0), np.float32))
+    rest = rest.reshape(n, 3, k).transpose(0, 2, 1)
     splats = RawSplats(means=cols("x", "y", "z"), sh0=cols("f_dc_0", "f_dc_1", "f_dc_2"),
                        shN=np.ascontiguousarray(rest), opacities=cols("opacity")[:, 0],
                        scales=cols("scale_0", "scale_1", "scale_2"),
