@@ -133,7 +133,8 @@ def _count_frames(path: Path) -> int:
     return int(found[-1]) if found else 0
 
 
-def _scaled_size(w: int, h: int, max_size: int | None) -> tuple[int, int]:
+def scaled_size(w: int, h: int, max_size: int | None) -> tuple[int, int]:
+    """Size with the longer side at most ``max_size`` (even dimensions when scaled)."""
     if not max_size or max(w, h) <= max_size:
         return w, h
     s = max_size / max(w, h)
@@ -182,7 +183,7 @@ def iter_frames(path: str | Path, start: int = 0, stop: int | None = None, strid
             if not _selected(i, start, stop, stride):
                 continue
             img = _read_image(f)
-            w, h = _scaled_size(img.shape[1], img.shape[0], max_size)
+            w, h = scaled_size(img.shape[1], img.shape[0], max_size)
             if (w, h) != (img.shape[1], img.shape[0]):
                 img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
             produced += 1
@@ -195,7 +196,7 @@ def _iter_video(path, start, stop, stride, max_frames, max_size):
     import imageio_ffmpeg
 
     info = probe(path)
-    w, h = _scaled_size(info.width, info.height, max_size)
+    w, h = scaled_size(info.width, info.height, max_size)
     out_params = ["-fps_mode", "passthrough", "-an", "-sn"]
     if (w, h) != (info.width, info.height):
         out_params += ["-vf", f"scale={w}:{h}:flags=area"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.media.video import iter_frames, probe
+from backend.media.video import iter_frames, probe, scaled_size
 from backend.progress import JobError, Progress
 
 from . import bundle, ground, keyframes, register, rotation, sfm
@@ -56,12 +56,6 @@ class _NullProgress(Progress):
     pass
 
 
-def _solve_size(w: int, h: int, max_size: int | None) -> tuple[int, int]:
-    from backend.media.video import _scaled_size
-
-    return _scaled_size(w, h, max_size)
-
-
 def solve(input_path: str | Path, options: SolveOptions | None = None,
           progress: Progress | None = None) -> PoseSolution:
     """Solve the cameras of ``input_path`` (video file or image folder)."""
@@ -82,7 +76,7 @@ def solve(input_path: str | Path, options: SolveOptions | None = None,
     matcher = "klt" if opts.matcher == "auto" else opts.matcher
     if matcher not in ("klt", "sift"):
         raise JobError(f"unknown matcher {matcher!r} (use klt or sift)", code="bad_params")
-    sw, sh = _solve_size(info.width, info.height, opts.max_size)
+    sw, sh = scaled_size(info.width, info.height, opts.max_size)
     expected = max(1, len(range(opts.start, opts.stop or info.frame_count, opts.stride)))
     if opts.max_frames:
         expected = min(expected, opts.max_frames)
@@ -90,7 +84,7 @@ def solve(input_path: str | Path, options: SolveOptions | None = None,
 
     prog.stage("track", f"tracking {expected} frames at {sw}x{sh}")
     t = time.perf_counter()
-    tracks, small_frames, sources = _decode(path, opts, matcher, info, (sw, sh), expected, prog)
+    tracks, sources = _decode(path, opts, matcher, info, (sw, sh), expected, prog)
     n_frames = len(sources)
     if n_frames < 3:
         raise JobError(f"{name}: only {n_frames} usable frame(s); a camera solve needs at least 3",
@@ -105,7 +99,6 @@ def solve(input_path: str | Path, options: SolveOptions | None = None,
         if opts.matcher == "auto" and _tracking_broken(tracks):
             matcher = "sift"
             prog.stage("track", "tracks do not connect the frames: switching to SIFT matching")
-            _, small_frames, _ = _decode(path, opts, matcher, info, (sw, sh), expected, prog)
     timings["track"] = time.perf_counter() - t
 
     scale_px = info.width / sw
@@ -115,7 +108,7 @@ def solve(input_path: str | Path, options: SolveOptions | None = None,
     if matcher == "klt":
         result = _solve_tracks(tracks, opts, prog, stats, timings, noise_px, name)
     else:
-        result = _solve_sift(small_frames, tracks, info, opts, prog, stats, timings, name)
+        result = _solve_sift(path, n_frames, info, opts, prog, stats, timings, name)
     c2w_cv, registered, errors, camera_params, points, rgb, lengths = result
 
     prog.stage("ground_plane", "fitting the ground plane")
@@ -132,10 +125,9 @@ def solve(input_path: str | Path, options: SolveOptions | None = None,
 
 
 def _decode(path, opts, matcher, info, size, expected, prog):
-    """Stream the frames once: KLT tracks, or (for SIFT) the solve-size frames themselves."""
+    """Stream the frames once: KLT tracks (for SIFT only the frames' identities and texture)."""
     sw, sh = size
     tracker = KLTTracker((info.width, info.height), (sw, sh), max_corners=opts.max_corners)
-    small_frames: list[np.ndarray] = []
     sources: list[str] = []
     for n, (index, source, rgb) in enumerate(iter_frames(path, opts.start, opts.stop, opts.stride,
                                                          opts.max_frames, opts.max_size)):
@@ -148,10 +140,9 @@ def _decode(path, opts, matcher, info, size, expected, prog):
             tracker.tracks.sources.append(source)
             tracker.tracks.indices.append(index)
             tracker.tracks.texture.append(float(rgb.std()))
-            small_frames.append(rgb)
         sources.append(source)
         prog.update((n + 1) / expected, f"frame {n + 1}/{expected}")
-    return tracker.tracks, small_frames, sources
+    return tracker.tracks, sources
 
 
 def _tracking_broken(tracks, min_survival: float = 0.5) -> bool:
@@ -211,16 +202,15 @@ def _solve_tracks(tracks, opts, prog, stats, timings, noise_px, name):
     return _collect(full, n, colour)
 
 
-def _solve_sift(images, tracks, info, opts, prog, stats, timings, name):
-    import cv2
-
-    n = len(images)
+def _solve_sift(path, n, info, opts, prog, stats, timings, name):
     prog.stage("sfm", f"SIFT structure from motion on {n} images")
     t = time.perf_counter()
-    grays = [cv2.cvtColor(im, cv2.COLOR_RGB2GRAY) for im in images]
     camera = sfm.make_camera(info.width, info.height, opts.focal_px)
-    rec = sfm.solve_sift(grays, (info.width, info.height), camera,
-                         sequential=not info.is_image_folder, threads=opts.threads)
+    frames = ((pos, rgb) for pos, (_, _, rgb) in enumerate(
+        iter_frames(path, opts.start, opts.stop, opts.stride, opts.max_frames, opts.max_size)))
+    rec, colours = sfm.solve_sift(frames, (info.width, info.height), camera,
+                                  sequential=not info.is_image_folder, threads=opts.threads,
+                                  on_frame=lambda pos: prog.update(0.5 * (pos + 1) / n))
     rec = sfm.require_model(rec, name)
     stats["n_keyframes"] = n
     distortion = bundle.distortion_is_significant(rec, camera.has_prior_focal_length, opts.threads)
@@ -231,16 +221,10 @@ def _solve_sift(images, tracks, info, opts, prog, stats, timings, name):
     stats.update(bundle.adjust(rec, fixed_focal=camera.has_prior_focal_length, threads=opts.threads,
                                refine_distortion=distortion))
     timings["bundle_adjust"] = time.perf_counter() - t
-    sx, sy = images[0].shape[1] / info.width, images[0].shape[0] / info.height
 
     def colour(pos, idx):
-        im = rec.images[image_ids[pos]]
-        x, y = im.points2D[idx].xy
-        xi = min(max(int(x * sx), 0), images[pos].shape[1] - 1)
-        yi = min(max(int(y * sy), 0), images[pos].shape[0] - 1)
-        return images[pos][yi, xi]
+        return colours[pos][idx]
 
-    image_ids = {sfm.position_of(im.name): iid for iid, im in rec.images.items()}
     return _collect(rec, n, colour)
 
 

@@ -111,30 +111,41 @@ def solve_tracks(tracks: Tracks, keys: list[int], pairs: list[tuple[int, int]],
                                                          threads))
 
 
-def solve_sift(images: list[np.ndarray], full_size: tuple[int, int], camera: pycolmap.Camera,
-               sequential: bool, overlap: int = 10, threads: int = -1, max_features: int = 8192,
-               scratch: Path | None = None) -> pycolmap.Reconstruction | None:
-    """Reconstruct from SIFT features of ``images`` (grey uint8, any size) matched by pycolmap.
+def solve_sift(frames, full_size: tuple[int, int], camera: pycolmap.Camera, sequential: bool,
+               overlap: int = 10, threads: int = -1, max_features: int = 8192,
+               scratch: Path | None = None, on_frame=None):
+    """Reconstruct from SIFT features of ``frames`` (an iterable of ``(position, rgb)`` at any
+    size, consumed one at a time) matched by pycolmap.
 
     Keypoints are rescaled to ``full_size`` pixels. Matching is sequential (``overlap``
-    neighbours) for video or exhaustive for photo sets.
+    neighbours) for video or exhaustive for photo sets. Returns the best model and, per frame
+    position, the colours seen at its keypoints.
     """
+    import cv2
+
     quiet_colmap()
     fw, fh = full_size
     ext = pycolmap.FeatureExtractionOptions()
     ext.num_threads = threads
     ext.sift.max_num_features = max_features
     extractor = pycolmap.FeatureExtractor.create(ext, pycolmap.Device.cpu)
+    colours: dict[int, np.ndarray] = {}
     with tempfile.TemporaryDirectory(prefix="splatstage-sfm-", dir=scratch) as tmp:
         work = Path(tmp)
         db_path = work / "database.db"
         db = pycolmap.Database.open(str(db_path))
         cam_id = db.write_camera(camera)
-        for pos, gray in enumerate(images):
+        for pos, rgb in frames:
+            gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
             kps, desc = extractor.extract_from_uint8_array(np.ascontiguousarray(gray))
+            if on_frame is not None:
+                on_frame(pos)
             if len(kps) == 0:
                 continue
             kp = np.asarray(pycolmap.keypoints_to_matrix(kps), np.float64)[:, :2].copy()
+            xi = np.clip(kp[:, 0].astype(np.int64), 0, gray.shape[1] - 1)
+            yi = np.clip(kp[:, 1].astype(np.int64), 0, gray.shape[0] - 1)
+            colours[pos] = rgb[yi, xi].copy()
             kp[:, 0] *= fw / gray.shape[1]
             kp[:, 1] *= fh / gray.shape[0]
             iid = db.write_image(pycolmap.Image(name=image_name(pos), camera_id=cam_id))
@@ -149,10 +160,10 @@ def solve_sift(images: list[np.ndarray], full_size: tuple[int, int], camera: pyc
             pycolmap.match_sequential(str(db_path), match, pairing, device=pycolmap.Device.cpu)
         else:
             pycolmap.match_exhaustive(str(db_path), match, device=pycolmap.Device.cpu)
-        opts = _mapper_options(len(images), camera.has_prior_focal_length, threads)
+        opts = _mapper_options(len(colours), camera.has_prior_focal_length, threads)
         opts.mapper.init_min_tri_angle = 8.0
         opts.triangulation.ignore_two_view_tracks = True
-        return _run_mapper(db_path, work, opts)
+        return _run_mapper(db_path, work, opts), colours
 
 
 def require_model(rec: pycolmap.Reconstruction | None, input_name: str, minimum: int = 2):
