@@ -14,11 +14,10 @@ import cv2
 import imageio_ffmpeg
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
 
 from backend.synthetic import make_clip
-from backend.synthetic.intrinsics import blender_intrinsics, blender_lens_and_shift
 from backend.synthetic.paths import camera_path
+from shared_protocol import camera_file
 
 W, H, N_FRAMES, FPS = 320, 180, 10, 24.0
 PP_OFFSET = (9.0, -6.0)
@@ -204,6 +203,8 @@ def test_ground_depth_matches_truth_everywhere_unoccluded(clip, eye):
 
 
 def test_truth_file_layout(clip):
+    camera_file.read(clip["truth"])
+    camera_file.read(clip["right_truth"])
     truth = load(clip["truth"])
     assert truth["version"] == 1 and truth["convention"] == "blender"
     assert (truth["width"], truth["height"], truth["fps"]) == (W, H, FPS)
@@ -287,23 +288,6 @@ def test_orbit_and_pan_geometry():
     np.testing.assert_allclose(np.cross(fwd, to_target), 0, atol=1e-12)
     with pytest.raises(ValueError, match="zigzag"):
         camera_path("zigzag", 3)
-
-
-def test_blender_intrinsics_known_values():
-    f, (cx, cy) = blender_intrinsics(50.0, 36.0, 24.0, "AUTO", 0.1, -0.05, 1920, 1080)
-    assert f == pytest.approx(2666.6667, abs=1e-3)
-    assert (cx, cy) == pytest.approx((960 - 192, 540 - 96))
-    f, (cx, cy) = blender_intrinsics(50.0, 36.0, 24.0, "VERTICAL", 0.1, 0.0, 1920, 1080)
-    assert f == pytest.approx(50 / 24 * 1080) and cx == pytest.approx(960 - 108)
-
-
-@settings(max_examples=50, deadline=None)
-@given(st.floats(50, 5000), st.floats(-200, 200), st.floats(-200, 200),
-       st.integers(16, 4096), st.integers(16, 4096))
-def test_lens_shift_round_trip(focal_px, dx, dy, w, h):
-    lens, sx, sy = blender_lens_and_shift(focal_px, (w / 2 + dx, h / 2 + dy), w, h)
-    f, (cx, cy) = blender_intrinsics(lens, 36.0, 24.0, "HORIZONTAL", sx, sy, w, h)
-    assert f == pytest.approx(focal_px) and (cx, cy) == pytest.approx((w / 2 + dx, h / 2 + dy), abs=1e-9)
 
 
 def test_bad_size_fails_cleanly(tmp_path):

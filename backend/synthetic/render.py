@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from . import staging_dir
-from .intrinsics import blender_intrinsics, blender_lens_and_shift
+from shared_protocol.conventions import BlenderCamera, Intrinsics, blender_to_intrinsics, intrinsics_to_blender
+
 from .paths import PATHS, camera_path
 
 SENSOR_WIDTH_MM = 36.0
@@ -159,13 +160,14 @@ def _add_cameras(bpy, args, mats):
     scene = bpy.context.scene
     w, h = args.width, args.height
     focal_px = _focal_px(args)
-    pp = (0.5 * w + args.pp_offset[0], 0.5 * h + args.pp_offset[1])
-    lens, sx, sy = blender_lens_and_shift(focal_px, pp, w, h, SENSOR_WIDTH_MM)
+    intr = Intrinsics(fx=focal_px, fy=focal_px, cx=0.5 * w + args.pp_offset[0],
+                      cy=0.5 * h + args.pp_offset[1], width=w, height=h)
+    bc = intrinsics_to_blender(intr, sensor_fit="HORIZONTAL", sensor_size_mm=SENSOR_WIDTH_MM)
     data = bpy.data.cameras.new("camera")
     data.type = "PERSP"
-    data.lens, data.sensor_width, data.sensor_fit = lens, SENSOR_WIDTH_MM, "HORIZONTAL"
-    data.sensor_height = SENSOR_WIDTH_MM * h / w
-    data.shift_x, data.shift_y = sx, sy
+    data.sensor_fit, data.lens = bc.sensor_fit, bc.lens
+    data.sensor_width, data.sensor_height = bc.sensor_width, bc.sensor_height
+    data.shift_x, data.shift_y = bc.shift_x, bc.shift_y
     data.clip_start, data.clip_end = 0.05, 200.0
     data.dof.use_dof = False
     cam = bpy.data.objects.new("camera", data)
@@ -187,15 +189,18 @@ def _add_cameras(bpy, args, mats):
     return cam, right
 
 
-def _camera_record(bpy, cam, frame: int, w: int, h: int) -> dict:
+def _camera_record(bpy, cam, frame: int) -> dict:
+    """cameras.json frame entry of the evaluated camera at the current frame."""
     depsgraph = bpy.context.evaluated_depsgraph_get()
     ev = cam.evaluated_get(depsgraph)
-    d = ev.data
-    focal, (cx, cy) = blender_intrinsics(d.lens, d.sensor_width, d.sensor_height, d.sensor_fit,
-                                         d.shift_x, d.shift_y, w, h)
+    d, r = ev.data, bpy.context.scene.render
+    intr = blender_to_intrinsics(BlenderCamera(
+        lens=d.lens, sensor_width=d.sensor_width, sensor_height=d.sensor_height, sensor_fit=d.sensor_fit,
+        shift_x=d.shift_x, shift_y=d.shift_y, resolution_x=r.resolution_x, resolution_y=r.resolution_y,
+        pixel_aspect_x=r.pixel_aspect_x, pixel_aspect_y=r.pixel_aspect_y))
     return {"frame": frame, "source": f"{frame:06d}.png",
             "matrix_world": [[float(v) for v in row] for row in ev.matrix_world],
-            "focal_px": focal, "principal_point_px": [cx, cy],
+            "focal_px": intr.fx, "principal_point_px": [intr.cx, intr.cy],
             "registered": True, "reproj_error_px": 0.0}
 
 
@@ -256,7 +261,7 @@ def render(args: argparse.Namespace) -> Path:
             scene.frame_set(i)
             for prefix, c in eyes:
                 scene.camera = c
-                cams[prefix].append(_camera_record(bpy, c, i, args.width, args.height))
+                cams[prefix].append(_camera_record(bpy, c, i))
                 bpy.ops.render.render()
                 _save_frame(bpy, scene, stage / prefix / "frames" / f"{i:06d}.png",
                             stage / prefix / "depth" / f"{i:06d}.npy", stage / "tmp_depth.exr")
