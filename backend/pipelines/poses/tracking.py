@@ -52,6 +52,11 @@ class Tracks:
         return dict(zip(ids.tolist(), counts.tolist()))
 
 
+def _texture(gray: np.ndarray) -> float:
+    """Grey-level standard deviation (on a 4x subsampled grid): ~0 for blank frames."""
+    return float(gray[::4, ::4].std())
+
+
 class KLTTracker:
     """Streaming tracker: feed solve-resolution frames one by one with :meth:`add`."""
 
@@ -69,6 +74,7 @@ class KLTTracker:
         self.min_distance = min_distance or max(4.0, 0.7 * np.sqrt(area / max_corners))
         self.quality = quality
         self.fb_max = fb_max_px
+        self.window, self.levels = window, levels
         self.lk = dict(winSize=(window, window), maxLevel=levels,
                        criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
         self.anchor_lk = dict(winSize=(anchor_window, anchor_window), maxLevel=1,
@@ -128,7 +134,7 @@ class KLTTracker:
         self.tracks.frames.append(obs)
         self.tracks.sources.append(source)
         self.tracks.indices.append(index)
-        self.tracks.texture.append(float(gray.std()))
+        self.tracks.texture.append(_texture(gray))
         return obs
 
     def add(self, rgb: np.ndarray, index: int, source: str) -> FrameObservations:
@@ -179,5 +185,5 @@ class KLTTracker:
         self.tracks.frames.append(obs)
         self.tracks.sources.append(source)
         self.tracks.indices.append(index)
-        self.tracks.texture.append(float(gray.std()))
+        self.tracks.texture.append(_texture(gray))
         return obs
