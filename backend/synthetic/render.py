@@ -231,8 +231,52 @@ def _truth(args, frames: list[dict], records, extra: dict) -> dict:
             **extra}
 
 
+def _render_frames(bpy, args, stage: Path, eyes) -> tuple[dict, float]:
+    """Render every frame for every eye into ``stage``; return (camera records by eye, s/frame)."""
+    scene = bpy.context.scene
+    for prefix, _ in eyes:
+        (stage / prefix / "frames").mkdir(parents=True, exist_ok=True)
+        (stage / prefix / "depth").mkdir(parents=True, exist_ok=True)
+    cams = {prefix: [] for prefix, _ in eyes}
+    t0 = time.perf_counter()
+    for i in range(args.frames):
+        scene.frame_set(i)
+        for prefix, cam in eyes:
+            scene.camera = cam
+            cams[prefix].append(_camera_record(bpy, cam, i))
+            bpy.ops.render.render()
+            _save_frame(bpy, scene, stage / prefix / "frames" / f"{i:06d}.png",
+                        stage / prefix / "depth" / f"{i:06d}.npy", stage / "tmp_depth.exr")
+        print(f"rendered frame {i + 1}/{args.frames}", flush=True)
+    scene.camera = eyes[0][1]
+    return cams, (time.perf_counter() - t0) / args.frames
+
+
+def _write_outputs(bpy, args, stage: Path, eyes, cams: dict, records: list, per_frame: float) -> None:
+    """Encode the videos and write truth.json for every eye."""
+    cam = eyes[0][1]
+    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "out"}
+    generator = {"path": args.path, "seed": args.seed, "engine": args.engine, "samples": args.samples,
+                 "denoise": bool(args.denoise), "blender": bpy.app.version_string,
+                 "lens_mm": cam.data.lens, "sensor_width_mm": cam.data.sensor_width,
+                 "sensor_fit": cam.data.sensor_fit, "shift": [cam.data.shift_x, cam.data.shift_y],
+                 "render_seconds_per_frame": per_frame, "occluder": bool(args.occluder),
+                 "options": options}
+    for prefix, _ in eyes:
+        if not args.no_video:
+            from .video import encode_mp4
+            encode_mp4(stage / prefix / "frames", stage / prefix / "clip.mp4", args.fps, args.crf)
+        extra = {"generator": generator, "interaxial_m": args.stereo, "eye": "right" if prefix else "left",
+                 "video": None if args.no_video else "clip.mp4"}
+        (stage / prefix / "truth.json").write_text(json.dumps(_truth(args, cams[prefix], records, extra), indent=1))
+
+
 def render(args: argparse.Namespace) -> Path:
-    """Render the clip described by ``args`` into ``args.out``; return that folder."""
+    """Render the clip described by ``args`` into ``args.out``; return that folder.
+
+    Everything is written into a hidden sibling folder first and renamed into place at the end,
+    so ``args.out`` either holds a complete clip or does not exist (ValueError for bad options).
+    """
     validate(args)
     import bpy
     from . import scene as scene_mod
@@ -243,47 +287,17 @@ def render(args: argparse.Namespace) -> Path:
     try:
         bpy.ops.wm.read_factory_settings(use_empty=True)
         _setup_render(bpy, args)
-        focal_px = _focal_px(args)
-        pixel_m = float(np.hypot(args.distance, args.cam_height - 0.2)) / focal_px
+        pixel_m = float(np.hypot(args.distance, args.cam_height - 0.2)) / _focal_px(args)
         records = scene_mod.build_scene(args.seed, occluder=args.occluder, pixel_m=pixel_m)
         mats = camera_path(args.path, args.frames, fps=args.fps, seed=args.seed, height=args.cam_height,
                            distance=args.distance, extent=args.extent, jitter_m=args.jitter_mm / 1000,
                            jitter_deg=args.jitter_deg, pan_deg=args.pan_deg, orbit_deg=args.orbit_deg)
         cam, right = _add_cameras(bpy, args, mats)
         eyes = [("", cam)] + ([("right/", right)] if right is not None else [])
-        for prefix, _ in eyes:
-            (stage / prefix / "frames").mkdir(parents=True, exist_ok=True)
-            (stage / prefix / "depth").mkdir(parents=True, exist_ok=True)
-        scene = bpy.context.scene
-        cams = {prefix: [] for prefix, _ in eyes}
-        t0 = time.perf_counter()
-        for i in range(args.frames):
-            scene.frame_set(i)
-            for prefix, c in eyes:
-                scene.camera = c
-                cams[prefix].append(_camera_record(bpy, c, i))
-                bpy.ops.render.render()
-                _save_frame(bpy, scene, stage / prefix / "frames" / f"{i:06d}.png",
-                            stage / prefix / "depth" / f"{i:06d}.npy", stage / "tmp_depth.exr")
-            print(f"rendered frame {i + 1}/{args.frames}", flush=True)
-        per_frame = (time.perf_counter() - t0) / args.frames
-        scene.camera = cam
+        cams, per_frame = _render_frames(bpy, args, stage, eyes)
         if args.save_blend:
             bpy.ops.wm.save_as_mainfile(filepath=str(stage / "scene.blend"), check_existing=False)
-        generator = {"path": args.path, "seed": args.seed, "engine": args.engine, "samples": args.samples,
-                     "denoise": bool(args.denoise), "blender": bpy.app.version_string,
-                     "lens_mm": cam.data.lens, "sensor_width_mm": cam.data.sensor_width,
-                     "sensor_fit": cam.data.sensor_fit, "shift": [cam.data.shift_x, cam.data.shift_y],
-                     "render_seconds_per_frame": per_frame, "occluder": bool(args.occluder)}
-        for prefix, _ in eyes:
-            if not args.no_video:
-                from .video import encode_mp4
-                encode_mp4(stage / prefix / "frames", stage / prefix / "clip.mp4", args.fps, args.crf)
-            extra = {"generator": generator, "interaxial_m": args.stereo,
-                     "eye": "right" if prefix else "left",
-                     "video": None if args.no_video else "clip.mp4"}
-            (stage / prefix / "truth.json").write_text(
-                json.dumps(_truth(args, cams[prefix], records, extra), indent=1))
+        _write_outputs(bpy, args, stage, eyes, cams, records, per_frame)
         if out.exists():
             out.rmdir()
         os.replace(stage, out)
