@@ -56,3 +56,5 @@ with open(out, "w") as fh:
     json.dump({"frames": frames, "matrices": mats, "uv": uv, "resolution": [w, h],
                "fps": [scene.render.fps, scene.render.fps_base], "orbit": orbit,
                "orbit_frames": [scene.frame_start, scene.frame_end], "eye0": mats[0]}, fh)
+for cls in reversed(camera_paths_bpy.classes):
+    bpy.utils.unregister_class(cls)

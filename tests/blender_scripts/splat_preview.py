@@ -42,6 +42,8 @@ if mode == "attrs":
         a.data.foreach_get(prop, buf)
         out[f"attr:{a.name}:{a.data_type}"] = buf.reshape(n, comps) if comps > 1 else buf
     np.savez(sys.argv[3], **out)
+    for cls in reversed(operators.classes):
+        bpy.utils.unregister_class(cls)
 
 elif mode == "fraction":
     obj = importer.import_ply(sys.argv[2])
