@@ -1,5 +1,14 @@
-"""Choose the rasterizer: gsplat's CUDA ``rasterization`` or the pure-PyTorch one."""
+"""Choose the rasterizer: gsplat's CUDA ``rasterization`` or the pure-PyTorch one.
+
+gsplat 1.5.3 compiles its CUDA extension on first use (about a minute on an H100). The build
+goes to ``$TORCH_EXTENSIONS_DIR``, which defaults here to the project cache
+(``<cache>/torch_extensions``, see :func:`backend.pipelines.reconstruct.cache_dir`), so every
+process reuses one build; ``scripts/gpu_check.sh`` builds and checks it ahead of time.
+"""
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import torch
 
@@ -16,6 +25,15 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
+def use_project_extension_cache() -> Path:
+    """Point torch's JIT extension builds at the project cache unless already set."""
+    if "TORCH_EXTENSIONS_DIR" not in os.environ:
+        env = os.environ.get("SPLATSTAGE_CACHE")
+        root = Path(env) if env else Path(__file__).resolve().parents[3] / ".cache"
+        os.environ["TORCH_EXTENSIONS_DIR"] = str(root / "torch_extensions")
+    return Path(os.environ["TORCH_EXTENSIONS_DIR"])
+
+
 def rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
               backend: str = "auto", **kwargs):
     """Render like ``gsplat.rasterization`` (non-packed) with the chosen backend.
@@ -24,6 +42,7 @@ def rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, heig
     """
     which = resolve_backend(backend, means.device)
     if which == "gsplat":
+        use_project_extension_cache()
         from gsplat import rasterization
 
         return rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, height,

@@ -30,6 +30,9 @@ from .scene import Solve, scene_scale
 from .strategies import make_strategy
 
 
+ERROR_GAIN = 4.0  # the strip's error panel shows 4 x |render - ground truth|
+
+
 @dataclass
 class TrainConfig:
     steps: int = 7000
@@ -64,7 +67,7 @@ class TrainResult:
     metrics: dict
     viewmats: np.ndarray  # [F,4,4] final (refined) world-to-camera, OpenCV axes
     holdout: list[int]
-    strip: np.ndarray | None  # uint8 [H, 3W, 3]: ground truth | render | error
+    strip: np.ndarray | None  # uint8 [H, 3W, 3]: ground truth | render | 4 x abs error (worst held-out frame)
     history: list[dict]
 
 
@@ -199,7 +202,7 @@ class Trainer:
         out = {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "frames": list(frames)}
         if worst is not None:
             _, i, img, gt = worst
-            err = (img - gt).abs().mean(-1, keepdim=True).clamp(0, 1).expand(-1, -1, 3)
+            err = (ERROR_GAIN * (img - gt).abs().mean(-1, keepdim=True)).clamp(0, 1).expand(-1, -1, 3)
             strip = torch.cat([gt, img, err], 1)
             out["strip"] = (strip * 255).round().byte().cpu().numpy()
             out["strip_frame"] = int(i)
