@@ -199,9 +199,9 @@ def test_display_fraction_keeps_the_requested_share(tmp_path):
 
 
 def test_cycles_renders_the_preview_where_the_splats_project(tmp_path):
-    """Three splats seen by a 96x72 pinhole camera (f = 80 px) from 3 m: an opaque red one on
-    the axis, an opaque green one 0.75 m to its right, and a nearly transparent (alpha 0.0025)
-    blue one 1 m in front of the red one. With splat size 2 and sigma 0.12 m the ellipsoids
+    """Four splats seen by a 96x72 pinhole camera (f = 80 px) from 3 m: an opaque red one on
+    the axis, an opaque green one 0.75 m to its right, a nearly transparent (alpha 0.0025)
+    blue one 1 m in front of the red one, and a yellow needle 0.75 m to the left, rotated. With splat size 2 and sigma 0.12 m the ellipsoids
     project to discs of radius 80 * 0.24 / 3 = 6.4 px (red) and 80 * 0.24 / 3.09 = 6.2 px
     (green) around u = 48 and u = 48 + 80 * 0.75 / 3 = 68. Pixels 2 px from the centres lie
     well inside; the image corner sees the black world."""
@@ -210,11 +210,14 @@ def test_cycles_renders_the_preview_where_the_splats_project(tmp_path):
     c2w = np.eye(4)
     c2w[:3, :3] = [[1, 0, 0], [0, 0, -1], [0, 1, 0]]           # looks along +Y, +Z up
     c2w[:3, 3] = [0, -3, 0.5]
+    half = math.radians(30) / 2                                # 30 deg about +Y, (w, x, y, z)
+    rotations = np.array([[1.0, 0, 0, 0]] * 3 + [[math.cos(half), 0, math.sin(half), 0]])
+    scales = np.full((4, 3), 0.12)
+    scales[3] = [0.15, 0.03, 0.03]                             # a needle along its local x
     np.savez(tmp_path / "scene.npz", width=w, height=h, focal_px=f, c2w=c2w, splat_size=2.0,
-             positions=np.array([[0, 0, 0.5], [0.75, 0, 0.5], [0, -1, 0.5]], np.float32),
-             colors=np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32),
-             opacity=np.array([1.0, 1.0, 0.0025], np.float32),
-             scales=np.full((3, 3), 0.12, np.float32), rotations=np.tile([1.0, 0, 0, 0], (3, 1)))
+             positions=np.array([[0, 0, 0.5], [0.75, 0, 0.5], [0, -1, 0.5], [-0.75, 0, 0.5]], np.float32),
+             colors=np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0]], np.float32),
+             opacity=np.array([1.0, 1.0, 0.0025, 1.0], np.float32), scales=scales, rotations=rotations)
     run_script("splat_preview.py", "render", tmp_path / "scene.npz", tmp_path / "r.png",
                user_dir=tmp_path / "u", timeout=180)
     img = cv2.imread(str(tmp_path / "r.png"), cv2.IMREAD_COLOR)[:, :, ::-1] / 255.0
@@ -233,3 +236,13 @@ def test_cycles_renders_the_preview_where_the_splats_project(tmp_path):
     ys, xs = np.nonzero(red)
     assert abs(xs.mean() + 0.5 - 48) < 0.5 and abs(ys.mean() + 0.5 - 36) < 0.5   # centred on the projection
     assert 6.4 * 0.8 < math.sqrt(red.sum() / math.pi) < 6.4 * 1.1                # disc of the stated radius
+    # the needle: rotating its local x by +30 deg about +Y gives world (cos 30, 0, -sin 30), which
+    # the camera (x right, world z up = image up) sees going down to the right at 30 deg
+    yellow = (img[:, :, 0] > 0.5) & (img[:, :, 1] > 0.5) & (img[:, :, 2] < 0.3)
+    ys, xs = np.nonzero(yellow)
+    assert abs(xs.mean() + 0.5 - (48 - 80 * 0.75 / 3)) < 0.5 and abs(ys.mean() + 0.5 - 36) < 0.5
+    cov = np.cov(np.stack([xs, ys]))
+    angle = 0.5 * math.degrees(math.atan2(2 * cov[0, 1], cov[0, 0] - cov[1, 1]))
+    assert abs(angle - 30.0) < 5.0, angle
+    length = 4 * math.sqrt(np.linalg.eigvalsh(cov)[-1])        # filled ellipse: semi-axis = 2 sd
+    assert 0.8 < length / (2 * 80 * 0.3 / 3) < 1.1, length     # 2 * f * (2 * 0.15 m) / 3 m = 16 px
