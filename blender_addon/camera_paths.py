@@ -379,6 +379,34 @@ def through_cameras(matrices: np.ndarray, focal_px, key_frames, *, width: int, h
     return CameraPath(mats, focal, width, height, fps, start)
 
 
+def to_cameras_document(path: CameraPath, ground_plane: dict | None = None) -> dict:
+    """The path as a cameras.json document (the contract the backend's render service and the
+    camera import read): one registered frame per path frame, ``source`` = the Blender frame,
+    centred principal point, no distortion."""
+    from .vendor import module
+
+    return module("camera_file").make_document(
+        path.width, path.height, path.fps, path.matrices, path.focal_px,
+        (path.width / 2.0, path.height / 2.0), sources=[str(f) for f in path.frames],
+        ground_plane=ground_plane, stats={"camera_path": True, "frame_start": int(path.frame_start)})
+
+
+def through_solved(doc: dict, *, every: int = 1, frame_offset: int = 1) -> CameraPath:
+    """A smooth path through the registered cameras of a cameras.json document (scene frame =
+    ``frame_offset`` + cameras.json frame, as the camera import keys them)."""
+    from .vendor import module
+
+    doc = module("camera_file").validate(doc)
+    rows = sorted((fr for fr in doc["frames"] if fr.get("registered", True)), key=lambda fr: fr["frame"])
+    if not rows:
+        raise CameraPathError("cameras.json: no registered frames")
+    frames = np.array([fr["frame"] for fr in rows], dtype=np.float64) + frame_offset
+    mats = np.array([fr["matrix_world"] for fr in rows], dtype=np.float64)
+    focal = np.array([fr["focal_px"] for fr in rows], dtype=np.float64)
+    fps = float(doc.get("fps") or 24.0)
+    return through_cameras(mats, focal, frames, width=doc["width"], height=doc["height"], fps=fps, every=every)
+
+
 # --------------------------------------------------------------------------- nerfstudio
 
 

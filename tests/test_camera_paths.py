@@ -212,6 +212,31 @@ def test_pick_keys_and_bad_keys():
         cp.interpolate_poses(np.tile(np.eye(4), (2, 1, 1)), [3, 3], [3])
 
 
+def test_path_as_cameras_document_validates_and_keeps_poses():
+    from shared_protocol import camera_file
+
+    path = cp.spiral([0, 0, 0.2], [2, 0, 1.2], 30, turns=1.0, rise=0.4, **FMT)
+    doc = camera_file.validate(json.loads(json.dumps(cp.to_cameras_document(path))))
+    np.testing.assert_array_equal(camera_file.matrices(doc), path.matrices)
+    assert [fr["principal_point_px"] for fr in doc["frames"]] == [[160.0, 90.0]] * 30
+    assert [fr["source"] for fr in doc["frames"]] == [str(f) for f in path.frames]
+
+
+def test_through_the_committed_sample_cameras():
+    """A path through every 8th true camera of the sample clip meets all the used cameras exactly
+    and stays within the hand-held shake of the others (the shake is a few mm / tenths of a degree
+    of RMS; the smooth path may not follow it, but must not wander off by more than 2 cm)."""
+    truth = json.loads((REPO / "backend" / "samples" / "sample_truth.json").read_text())
+    path = cp.through_solved(truth, every=8)
+    mats = np.array([fr["matrix_world"] for fr in truth["frames"]])
+    assert len(path) == len(mats) and path.frame_start == 1
+    keys = cp.pick_keys(len(mats), 8)
+    # the truth was read from Blender in float32 (rotations orthonormal to ~1e-7); the path holds
+    # the nearest exact rotations
+    np.testing.assert_allclose(path.matrices[keys], mats[keys], atol=1e-6)
+    assert np.abs(path.matrices[:, :3, 3] - mats[:, :3, 3]).max() < 0.02
+
+
 # ------------------------------------------------------------------ nerfstudio
 
 
