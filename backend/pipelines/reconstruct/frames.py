@@ -39,9 +39,14 @@ def training_size(width: int, height: int, max_size: int | None) -> tuple[int, i
 
 
 def _undistort(img: np.ndarray, K: np.ndarray, k1: float, k2: float) -> np.ndarray:
+    """Remove radial2 distortion. ``K`` uses the pixel-corner origin (centres at +0.5);
+    OpenCV's remapping puts pixel centres at integers, so its principal point is 0.5 less."""
     import cv2
 
-    return cv2.undistort(img, K, np.array([k1, k2, 0.0, 0.0]))
+    K_cv = np.array(K, np.float64).copy()
+    K_cv[0, 2] -= 0.5
+    K_cv[1, 2] -= 0.5
+    return cv2.undistort(img, K_cv, np.array([k1, k2, 0.0, 0.0]))
 
 
 def load_frames(input_path: Path, sources: list[str], width: int, height: int, K: np.ndarray,
