@@ -74,7 +74,7 @@ register(JobKind("render", "backend.jobs.render:run",
                  path_params=("splats", "cameras"), device="gpu"))
 register(JobKind("stereo", "backend.jobs.stereo:run",
                  "Stereo video from a clip (scene stereo or depth warp).",
-                 path_params=("input", "reconstruction"), device="gpu"))
+                 path_params=("input", "reconstruction", "depth", "cameras", "weights"), device="gpu"))
 register(JobKind("composite", "backend.jobs.composite:run",
                  "Product GLB composited into footage.",
                  path_params=("video", "product"), device="gpu"))
