@@ -18,8 +18,14 @@ from .tracking import Tracks
 
 
 def build_model(key_rec: pycolmap.Reconstruction, tracks: Tracks, poses: dict[int, pycolmap.Rigid3d],
-                track_to_point: dict[int, int]) -> pycolmap.Reconstruction:
-    """A reconstruction with every posed frame observing the keyframe model's points."""
+                track_to_point: dict[int, int], max_obs_per_point: int = 40) -> pycolmap.Reconstruction:
+    """A reconstruction with every posed frame observing the keyframe model's points.
+
+    Consecutive video frames see a point from nearly the same place, so a point seen in more
+    than ``max_obs_per_point`` frames keeps every k-th observation (offset by the point id, so
+    each frame keeps about the same share of its points). This bounds the cost of the Schur
+    complement, which grows with the square of the observations per point.
+    """
     rec = pycolmap.Reconstruction()
     camera = next(iter(key_rec.cameras.values()))
     cam = pycolmap.Camera(model=camera.model, width=camera.width, height=camera.height,
@@ -40,14 +46,22 @@ def build_model(key_rec: pycolmap.Reconstruction, tracks: Tracks, poses: dict[in
     for pid, elems in elements.items():
         if len(elems) < 2 or not key_rec.exists_point3D(pid):
             continue
+        step = -(-len(elems) // max_obs_per_point)
+        if step > 1:
+            elems = elems[pid % step::step]
         p = key_rec.points3D[pid]
         rec.add_point3D(p.xyz, pycolmap.Track(elems), p.color)
     return rec
 
 
+# Every video frame sees most points, so the reduced camera system is dense: a dense Schur
+# complement solves it much faster than a sparse factorisation up to this many frames.
+DENSE_SCHUR_MAX_FRAMES = 1500
+
+
 def _ba_options(fixed_focal: bool, loss_scale_px: float | None, threads: int,
                 max_iterations: int = 50, function_tolerance: float = 1e-9,
-                refine_distortion: bool = True):
+                refine_distortion: bool = True, n_frames: int = 0):
     opts = pycolmap.BundleAdjustmentOptions()
     opts.refine_focal_length = not fixed_focal
     opts.refine_extra_params = refine_distortion
@@ -57,6 +71,10 @@ def _ba_options(fixed_focal: bool, loss_scale_px: float | None, threads: int,
         opts.ceres.loss_function_type = pycolmap.LossFunctionType.CAUCHY
         opts.ceres.loss_function_scale = loss_scale_px
     opts.ceres.solver_options.num_threads = threads
+    if n_frames and n_frames <= DENSE_SCHUR_MAX_FRAMES:
+        opts.ceres.auto_select_solver_type = False
+        opts.ceres.solver_options.linear_solver_type = type(
+            opts.ceres.solver_options.linear_solver_type).DENSE_SCHUR
     opts.ceres.solver_options.max_num_iterations = max_iterations
     opts.ceres.solver_options.function_tolerance = function_tolerance
     return opts
@@ -144,11 +162,13 @@ def adjust(rec: pycolmap.Reconstruction, fixed_focal: bool, threads: int = -1,
     removed = 0
     if not refine_distortion:
         set_distortion(rec, 0.0, 0.0)
+    n = rec.num_reg_images()
     for r in range(rounds):
         if r == 0:
-            run_ba(rec, _ba_options(fixed_focal, 1.0, threads, 25, 1e-6, refine_distortion))
+            run_ba(rec, _ba_options(fixed_focal, 1.0, threads, 25, 1e-6, refine_distortion, n))
         else:
-            run_ba(rec, _ba_options(fixed_focal, None, threads, refine_distortion=refine_distortion))
+            run_ba(rec, _ba_options(fixed_focal, None, threads, refine_distortion=refine_distortion,
+                                    n_frames=n))
         if r == rounds - 1:
             break
         rows = observation_errors(rec)
