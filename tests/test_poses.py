@@ -162,6 +162,34 @@ def test_blank_frame_is_unregistered_and_interpolated(handheld, tmp_path):
     assert m["per_frame_rot_err_deg"][12] < 2 * PX_DEG
 
 
+def test_frame_range_sources_tie_back_to_the_input(handheld):
+    out, truth = handheld
+    sol = solve(out / "clip.mp4", SolveOptions(threads=2, start=4, stride=2, max_frames=10))
+    assert sol.sources == [str(i) for i in range(4, 24, 2)]
+    true_c2w = camera_file.matrices(truth)[4:24:2]
+    m = pose_errors(sol.matrix_world, true_c2w, sol.focal_px, F, sol.registered)
+    assert sol.registered.all() and m["rot_err_deg_median"] < PX_DEG
+
+
+def test_cancel_stops_the_solve(handheld):
+    import threading
+
+    from backend.progress import Cancelled
+
+    out, _ = handheld
+    cancel = threading.Event()
+    seen = []
+
+    def on_event(e):
+        seen.append(e["stage"])
+        if e["stage"] == "track":
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        solve(out / "clip.mp4", SolveOptions(threads=1), Progress(on_event, cancel))
+    assert "keyframes" not in seen
+
+
 def _ffmpeg(*args):
     import subprocess
 

@@ -1,9 +1,11 @@
 """The camera solve from a video or an image folder to a :class:`PoseSolution`.
 
 Stages (reported through ``progress``): decode, track, keyframes, sfm, register,
-bundle_adjust, ground_plane. Video is tracked with KLT and solved on keyframes with pycolmap,
-every frame then registered by PnP and refined in one bundle adjustment; image folders (wide
-baselines) use SIFT with exhaustive matching. Pure rotation is solved rotation-only.
+bundle_adjust, ground_plane. Frames are tracked with KLT and the keyframes solved with
+pycolmap; every frame is then registered by PnP and all are refined in one bundle adjustment.
+When tracks do not connect consecutive frames (a photo set with wide baselines) the solve
+switches to SIFT features matched by pycolmap (exhaustively for image folders, sequentially for
+video). Pure rotation (a tripod pan) is detected and solved rotation-only.
 """
 from __future__ import annotations
 
@@ -23,16 +25,20 @@ from .interpolate import fill_unregistered
 from .solution import PoseSolution
 from .tracking import KLTTracker
 
+# Stage names and relative weights, for ``Progress(stages=STAGES)``.
 STAGES = [("decode", 1), ("track", 30), ("keyframes", 1), ("sfm", 20), ("register", 10),
           ("bundle_adjust", 30), ("ground_plane", 2)]
 
 
 @dataclass
 class SolveOptions:
-    """Knobs of the solve. A focal length in mm converts to pixels as
-    ``focal_mm / sensor_width_mm * max(width, height)`` (the sensor width spans the image's
-    longer side, as Blender's automatic sensor fit has it). ``scale_ids`` is ``("camera"|"point", a, b)`` with frame positions or
-    point indices (as written to points.ply) whose distance must equal ``scale_distance``."""
+    """Knobs of the solve.
+
+    A focal length in mm converts to pixels as ``focal_mm / sensor_width_mm * max(width,
+    height)`` (the sensor width spans the image's longer side, as Blender's automatic sensor fit
+    has it). ``scale_ids`` is ``("camera"|"point", a, b)``: two frame positions or two point
+    indices (rows of points.ply) whose distance must equal ``scale_distance``.
+    """
 
     start: int = 0
     stop: int | None = None
@@ -52,15 +58,11 @@ class SolveOptions:
     rotation_check: bool = True
 
 
-class _NullProgress(Progress):
-    pass
-
-
 def solve(input_path: str | Path, options: SolveOptions | None = None,
           progress: Progress | None = None) -> PoseSolution:
     """Solve the cameras of ``input_path`` (video file or image folder)."""
     opts = options or SolveOptions()
-    prog = progress or _NullProgress()
+    prog = progress or Progress()
     path = Path(input_path)
     name = str(path)
     t0 = time.perf_counter()
