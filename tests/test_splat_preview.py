@@ -198,7 +198,8 @@ def test_display_fraction_keeps_the_requested_share(tmp_path):
         assert abs(inst[str(f)] - n * f) < 5 * sigma, (f, inst[str(f)])
 
 
-def test_cycles_renders_the_preview_where_the_splats_project(tmp_path):
+@pytest.mark.parametrize("engine", ["CYCLES", "EEVEE"])
+def test_preview_renders_where_the_splats_project(tmp_path, engine):
     """Four splats seen by a 96x72 pinhole camera (f = 80 px) from 3 m: an opaque red one on
     the axis, an opaque green one 0.75 m to its right, a nearly transparent (alpha 0.0025)
     blue one 1 m in front of the red one, and a yellow needle 0.75 m to the left, rotated. With splat size 2 and sigma 0.12 m the ellipsoids
@@ -218,7 +219,7 @@ def test_cycles_renders_the_preview_where_the_splats_project(tmp_path):
              positions=np.array([[0, 0, 0.5], [0.75, 0, 0.5], [0, -1, 0.5], [-0.75, 0, 0.5]], np.float32),
              colors=np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0]], np.float32),
              opacity=np.array([1.0, 1.0, 0.0025, 1.0], np.float32), scales=scales, rotations=rotations)
-    run_script("splat_preview.py", "render", tmp_path / "scene.npz", tmp_path / "r.png",
+    run_script("splat_preview.py", "render", tmp_path / "scene.npz", tmp_path / "r.png", engine,
                user_dir=tmp_path / "u", timeout=180)
     img = cv2.imread(str(tmp_path / "r.png"), cv2.IMREAD_COLOR)[:, :, ::-1] / 255.0
     assert img.shape == (h, w, 3)
@@ -226,9 +227,13 @@ def test_cycles_renders_the_preview_where_the_splats_project(tmp_path):
     def px(u, v):
         return img[int(v), int(u)]
 
+    # Cycles integrates the 0.25 % blue exactly; EEVEE's dithered transparency draws it on a
+    # random alpha share of its 64 samples: blue <= a + 5 sqrt(a (1 - a) / 64) = 0.034 linear,
+    # 0.2 in sRGB
+    blue_max = 0.1 if engine == "CYCLES" else 0.2
     for du, dv in [(0, 0), (2, 0), (0, -2), (-2, 1)]:
         r, g, b = px(48 + du, 36 + dv)
-        assert r > 0.9 and g < 0.1 and b < 0.1, (du, dv, r, g, b)
+        assert r > 0.9 and g < 0.1 and b < blue_max, (du, dv, r, g, b)
         r, g, b = px(68 + du, 36 + dv)
         assert g > 0.9 and r < 0.1 and b < 0.1, (du, dv, r, g, b)
     assert img[:5, :5].max() < 0.05 and img[-5:, -5:].max() < 0.05

@@ -3,9 +3,10 @@
 usage:
   python splat_preview.py attrs SPLATS.ply OUT.npz          attributes as Blender stores them
   python splat_preview.py fraction SPLATS.ply OUT.json F... instances drawn per display fraction
-  python splat_preview.py render SCENE.npz OUT.png          Cycles render of given splats through
-                                                            a pinhole camera (SCENE.npz: splat
-                                                            arrays + c2w + focal + width/height)
+  python splat_preview.py render SCENE.npz OUT.png ENGINE   render (CYCLES or EEVEE) of given
+                                                            splats through a pinhole camera
+                                                            (SCENE.npz: splat arrays + c2w +
+                                                            focal + width/height)
 """
 import json
 import sys
@@ -73,7 +74,12 @@ elif mode == "render":
     world.node_tree.nodes["Background"].inputs["Strength"].default_value = 0.0
     scene.world = world
     r = scene.render
-    r.engine = "CYCLES"
+    engine = sys.argv[4]
+    r.engine = "CYCLES" if engine == "CYCLES" else \
+        next(e.identifier for e in r.bl_rna.properties["engine"].enum_items
+             if e.identifier in ("BLENDER_EEVEE_NEXT", "BLENDER_EEVEE"))
+    if engine != "CYCLES":
+        scene.eevee.taa_render_samples = 64
     r.resolution_x, r.resolution_y, r.resolution_percentage = w, h, 100
     r.image_settings.file_format = "PNG"
     r.filepath = sys.argv[3]
