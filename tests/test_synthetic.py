@@ -105,9 +105,18 @@ def marker_centroid(img_rgb: np.ndarray, around: np.ndarray, half: int) -> np.nd
     return np.array([x0 + ((xs + 0.5) * w).sum() / w.sum(), y0 + ((ys + 0.5) * w).sum() / w.sum()])
 
 
+def _partly_hidden(depth: np.ndarray, centre_px: np.ndarray, r_px: float, nearest_z: float) -> bool:
+    """Whether anything nearer than the sphere's nearest point (planar ``nearest_z``, less 2 cm)
+    shows within half a pixel of its silhouette. The surface a sphere rests on shows just below
+    its silhouette at planar depth ``centre + r * tan(elevation / 2)``, beyond that threshold."""
+    ys, xs = np.mgrid[0:depth.shape[0], 0:depth.shape[1]]
+    near = np.hypot(xs + 0.5 - centre_px[0], ys + 0.5 - centre_px[1]) < r_px + 0.5
+    return bool((depth[near] < nearest_z - 0.02).any())
+
+
 def marker_observations(truth: dict, root: Path):
-    """(frame, marker, expected centroid, measured centroid, depth map) for every marker fully
-    inside the image whose centre pixel shows the marker itself (not an occluder)."""
+    """(frame, marker, expected centroid, measured centroid, depth map, camera-space centre,
+    radius) for every marker fully inside the image with nothing in front of any part of it."""
     markers = [r for r in truth["scene"] if r["role"] == "marker"]
     obs = []
     for fr in truth["frames"]:
@@ -121,10 +130,8 @@ def marker_observations(truth: dict, root: Path):
             half = int(np.ceil(r_px)) + 3
             if not (half <= expect[0] < W - half - 1 and half <= expect[1] < H - half - 1):
                 continue
-            iu, iv = np.floor(expect).astype(int)
-            front = sphere_depth(pixel_rays(fr, np.array([iu + 0.5, iv + 0.5])), cc, radius)
-            if not abs(depth[iv, iu] - front) < radius:
-                continue  # something stands in front of this marker
+            if _partly_hidden(depth, expect, r_px, cc[2] - radius):
+                continue
             obs.append((fr, mk, expect, marker_centroid(img, expect, half), depth, cc, radius))
     return obs
 
