@@ -109,7 +109,6 @@ def main() -> int:
                            "scales": sp.scale, "rotations": sp.rotation, "sh_rest": sp.sh[:, 1:]}
                 _, t = timed(lambda: importer.import_payload(payload))
                 runs["import_payload"].append(t)
-                del raw, sp, payload
             case = {"file_mib": path.stat().st_size / 2**20, "default_display_fraction": frac,
                     "preview_instances_evaluated": shown}
             case.update({f"{k}_seconds_median": statistics.median(v) for k, v in runs.items()})

@@ -1,4 +1,5 @@
-"""Animated Blender cameras from :class:`~blender_addon.camera_paths.CameraPath` and back.
+"""Animated Blender cameras from :class:`~blender_addon.camera_paths.CameraPath` and back, and
+the operators that add, import and export camera paths (``classes``).
 
 Keys are written in bulk (one ``keyframe_points.add`` + ``foreach_set`` per F-curve, through
 ``blender.keyframes.set_keys``): location and sign-continuous ``rotation_quaternion`` on every
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import bpy
 import numpy as np
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
+from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from . import camera_paths
 from .blender.keyframes import set_keys
@@ -102,9 +105,6 @@ def export_nerfstudio(obj, filepath: str | Path, scene=None, frames=None) -> Pat
 
 
 # --------------------------------------------------------------------------- operators
-
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty  # noqa: E402
-from bpy_extras.io_utils import ExportHelper, ImportHelper  # noqa: E402
 
 _KINDS = [("ORBIT", "Orbit", "Circle the target at constant distance"),
           ("SPIRAL", "Spiral", "Circle the target while the radius and height change"),
