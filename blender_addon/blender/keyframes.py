@@ -12,15 +12,15 @@ def _fcurve_collection(id_data, action):
     """The F-curve collection that animates ``id_data`` through ``action``."""
     anim = id_data.animation_data or id_data.animation_data_create()
     anim.action = action
-    if bpy.app.version >= (4, 4):
-        from bpy_extras import anim_utils
-
-        slot = anim.action_slot
-        if slot is None:
-            slot = action.slots.new(id_type=id_data.id_type, name=id_data.name)
-            anim.action_slot = slot
-        return anim_utils.action_ensure_channelbag_for_slot(action, slot).fcurves
-    return action.fcurves
+    if not hasattr(action, "slots"):  # Blender 4.2/4.3: legacy actions
+        return action.fcurves
+    slot = anim.action_slot
+    if slot is None:
+        slot = action.slots.new(id_type=id_data.id_type, name=id_data.name)
+        anim.action_slot = slot
+    layer = action.layers[0] if action.layers else action.layers.new("Layer")
+    strip = layer.strips[0] if layer.strips else layer.strips.new(type="KEYFRAME")
+    return strip.channelbag(slot, ensure=True).fcurves
 
 
 def set_keys(id_data, channels: dict[tuple[str, int], np.ndarray], frames: np.ndarray,

@@ -22,7 +22,7 @@ def bpy_python() -> str:
     return os.environ.get("SPLATSTAGE_BPY_PYTHON") or sys.executable
 
 
-def run_script(name: str, *args, user_dir: Path, timeout: float = 300, extra_env: dict | None = None,
+def run_script(name: str, *args, user_dir: Path, timeout: float = 180, extra_env: dict | None = None,
                check: bool = True) -> subprocess.CompletedProcess:
     """Run ``tests/blender_scripts/<name>`` with ``args``; raise with its output if it fails."""
     env = dict(os.environ)

@@ -4,6 +4,7 @@ the half-frames between keys.
 
 usage: python import_cameras.py OUT.npz CAMERAS.json POINTS.npy [CAMERAS.json POINTS.npy ...]
 """
+import atexit
 import sys
 
 import bpy
@@ -15,6 +16,7 @@ import blender_addon
 
 out_path, rest = sys.argv[1], sys.argv[2:]
 blender_addon.register()
+atexit.register(blender_addon.unregister)  # also on errors: bpy 4.x must not exit with classes registered
 results = {}
 for case, (cam_json, pts_path) in enumerate(zip(rest[0::2], rest[1::2])):
     bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -36,9 +38,9 @@ for case, (cam_json, pts_path) in enumerate(zip(rest[0::2], rest[1::2])):
             scene.frame_set(f, subframe=0.5)
             fwd_half[i] = np.array(cam.matrix_world.to_3x3() @ Vector((0, 0, -1)))
     anim = cam.animation_data
-    if bpy.app.version >= (4, 4):
-        from bpy_extras.anim_utils import animdata_get_channelbag_for_assigned_slot
-        fcurves = animdata_get_channelbag_for_assigned_slot(anim).fcurves
+    if hasattr(anim.action, "slots"):
+        from bpy_extras.anim_utils import action_get_channelbag_for_slot
+        fcurves = action_get_channelbag_for_slot(anim.action, anim.action_slot).fcurves
     else:
         fcurves = anim.action.fcurves
     keyed = {(fc.data_path, fc.array_index): len(fc.keyframe_points) for fc in fcurves}
@@ -50,5 +52,4 @@ for case, (cam_json, pts_path) in enumerate(zip(rest[0::2], rest[1::2])):
     results[f"keys{case}"] = np.array([keyed[("location", i)] for i in range(3)]
                                       + [keyed[("rotation_quaternion", i)] for i in range(4)])
 np.savez(out_path, **results)
-blender_addon.unregister()
 print("ok")

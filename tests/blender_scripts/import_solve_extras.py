@@ -2,6 +2,7 @@
 
 usage: python import_solve_extras.py OUT.json CAMERAS.json POINTS.ply VIDEO
 """
+import atexit
 import json
 import sys
 
@@ -12,6 +13,7 @@ import blender_addon
 
 out_path, cams, pts, video = sys.argv[1:5]
 blender_addon.register()
+atexit.register(blender_addon.unregister)  # also on errors: bpy 4.x must not exit with classes registered
 bpy.ops.wm.read_factory_settings(use_empty=True)
 scene = bpy.context.scene
 bpy.ops.splatstage.load_footage(filepath=video, frame_start=1, frame_end=3)
@@ -56,4 +58,3 @@ except RuntimeError as exc:
     out["bad_error"] = str(exc)
 out["objects_added_by_bad"] = len(bpy.data.objects) - n_before
 json.dump(out, open(out_path, "w"))
-blender_addon.unregister()

@@ -6,6 +6,7 @@ For every case the report holds the operator's error (if any), whether bpy.data 
 scene state are identical before/after a failure, and for successes the product's geometry
 expressed in the frame of its root (rotation only), plus counts of what was imported.
 """
+import atexit
 import json
 import sys
 
@@ -20,6 +21,7 @@ from blender_addon.core import placement
 out_path, cases_path = sys.argv[1:3]
 cases = json.load(open(cases_path))
 blender_addon.register()
+atexit.register(blender_addon.unregister)  # also on errors: bpy 4.x must not exit with classes registered
 GROUND_Z = 0.25
 CURSOR = (0.4, -0.3, 1.0)
 
@@ -113,4 +115,3 @@ for case in cases:
         r["warnings"] = root.get("splatstage_warnings", "")
     report[case["name"]] = r
 json.dump(report, open(out_path, "w"), indent=1)
-blender_addon.unregister()

@@ -17,9 +17,9 @@ report = {"camera": cam.name if cam else None, "frame_range": [scene.frame_start
           "fps": scene.render.fps / scene.render.fps_base}
 if cam is not None and cam.animation_data:
     anim = cam.animation_data
-    if bpy.app.version >= (4, 4):
-        from bpy_extras.anim_utils import animdata_get_channelbag_for_assigned_slot
-        fcurves = animdata_get_channelbag_for_assigned_slot(anim).fcurves
+    if hasattr(anim.action, "slots"):
+        from bpy_extras.anim_utils import action_get_channelbag_for_slot
+        fcurves = action_get_channelbag_for_slot(anim.action, anim.action_slot).fcurves
     else:
         fcurves = anim.action.fcurves
     report["keys"] = {f"{fc.data_path}[{fc.array_index}]": len(fc.keyframe_points) for fc in fcurves}

@@ -3,6 +3,7 @@ through ``link_state.submit``, and call the timer function the way ``bpy.app.tim
 
 usage: python link_in_blender.py ADDRESS OUT.json
 """
+import atexit
 import json
 import sys
 import time
@@ -15,6 +16,7 @@ from blender_addon.blender.link_state import STATE
 
 address, out_path = sys.argv[1:3]
 blender_addon.register()
+atexit.register(blender_addon.unregister)  # also on errors: bpy 4.x must not exit with classes registered
 reports = []
 link_state._report = lambda level, text: reports.append(f"{level}: {text}")  # capture Info reports
 worst = 0.0
@@ -41,4 +43,3 @@ result.update(job_status=view.status, fraction=view.fraction, handler_called=boo
 bpy.ops.splatstage.disconnect()
 result["after_stop"] = STATE.status
 json.dump(result, open(out_path, "w"))
-blender_addon.unregister()
