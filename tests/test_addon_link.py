@@ -137,3 +137,9 @@ def test_blender_side_timer_updates_panels_and_reports(shared_server, tmp_path):
     assert r["max_tick_ms"] < 50, "the timer never waits on the network"
     assert any("finished" in t for t in r["reports"])
     assert r["after_stop"] == "disconnected"
+    drawn = r["drawn_running"]
+    progress = [text for name, text in drawn if name == "progress"]
+    # the status bar shows any running job (the Camera Solve panel only 'poses' jobs)
+    assert len(progress) == 1 and progress[0].startswith("sleep: step") and "left" in progress[0], progress
+    assert sum(name == "operator" for name, _ in drawn) >= 6, "panels drew their buttons"
+    assert any(text.startswith("Device: ") for name, text in drawn if name == "label")
