@@ -57,4 +57,17 @@ try:
 except RuntimeError as exc:
     out["bad_error"] = str(exc)
 out["objects_added_by_bad"] = len(bpy.data.objects) - n_before
+
+# the Camera Solve panel's result handler (what a finished 'poses' job triggers in the UI)
+from blender_addon import operators  # noqa: E402
+from blender_addon.core.backend_link import LinkEvent  # noqa: E402
+
+bpy.ops.wm.read_factory_settings(use_empty=True)
+scene = bpy.context.scene
+scene.splatstage.video_path = video
+operators.finish_solve(scene.name, "", LinkEvent("result", "poses-1", "job", {"summary": {"registered": 6}},
+                                                 files={"cameras.json": cams, "points.ply": pts}))
+out["handler"] = {"camera": bool(scene.camera), "summary": scene.splatstage.solve_summary,
+                  "points": sum(o.type == "MESH" and not o.data.polygons for o in scene.objects),
+                  "clip": bool(scene.camera and scene.camera.data.background_images)}
 json.dump(out, open(out_path, "w"))
