@@ -143,3 +143,71 @@ def test_blender_side_timer_updates_panels_and_reports(shared_server, tmp_path):
     assert len(progress) == 1 and progress[0].startswith("sleep: step") and "left" in progress[0], progress
     assert sum(name == "operator" for name, _ in drawn) >= 6, "panels drew their buttons"
     assert any(text.startswith("Device: ") for name, text in drawn if name == "label")
+
+
+def test_curve_keys_from_preference_files(tmp_path):
+    """A CURVE server accepts the link with the key files the preferences point at, and a client
+    whose key it does not know gets a 'disconnected' event, not a hang."""
+    import zmq.auth
+    from conftest import ServerProcess
+
+    keys, clients = tmp_path / "keys", tmp_path / "clients"
+    keys.mkdir()
+    clients.mkdir()
+    server_pub, server_sec = zmq.auth.create_certificates(str(keys), "server")
+    client_pub, client_sec = zmq.auth.create_certificates(str(keys), "client")
+    _, stranger_sec = zmq.auth.create_certificates(str(keys), "stranger")
+    Path(client_pub).rename(clients / "client.key")
+    import subprocess
+
+    # started by hand: the fixture's readiness probe has no keys; the link's retries wait instead
+    srv = ServerProcess(tmp_path / "srv")
+    cmd = [sys.executable, "-m", "backend.cli", "serve", "--bind", srv.address, "--cache", str(srv.cache),
+           "--root", str(srv.root), "--curve-secret", server_sec, "--curve-clients", str(clients)]
+    srv.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            lk = BackendLink(srv.address, server_key_file=server_pub, client_key_file=client_sec, timeout=2.0)
+            lk.start()
+            ev = pump(lk, lambda es: {"connected", "disconnected"} & set(kinds(es)), 10)
+            lk.stop()
+            if "connected" in kinds(ev) or time.monotonic() > deadline:
+                break
+        assert "connected" in kinds(ev), [e.content for e in ev]
+        lk = BackendLink(srv.address, server_key_file=server_pub, client_key_file=stranger_sec, timeout=1.0)
+        lk.start()
+        ev = pump(lk, lambda es: {"connected", "disconnected"} & set(kinds(es)), 10)
+        lk.stop()
+        assert kinds(ev) == ["disconnected"]
+        with pytest.raises(ValueError, match="no secret key"):
+            from blender_addon.core.backend_link import load_curve_keys
+
+            load_curve_keys(server_pub, server_pub)
+    finally:
+        srv.stop()
+
+
+def test_local_backend_start_and_stop(tmp_path):
+    """'Start local backend' spawns 'splatstage serve' as its own process; stop ends it."""
+    from blender_addon.core import local_backend
+    from conftest import free_port
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+    proc = local_backend.start(sys.executable, address, str(tmp_path / "cache"), str(tmp_path),
+                               str(tmp_path / "server.log"))
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            lk = BackendLink(address, timeout=2.0)
+            lk.start()
+            ev = pump(lk, lambda es: {"connected", "disconnected"} & set(kinds(es)), 10)
+            lk.stop()
+            if "connected" in kinds(ev) or time.monotonic() > deadline or proc.poll() is not None:
+                break
+        assert "connected" in kinds(ev), (tmp_path / "server.log").read_text()[-2000:]
+    finally:
+        local_backend.stop(proc)
+    assert proc.poll() is not None
+    with pytest.raises(FileNotFoundError, match="nope/python: backend Python interpreter not found"):
+        local_backend.start(str(tmp_path / "nope" / "python"), address, str(tmp_path / "c"), str(tmp_path))
