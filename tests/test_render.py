@@ -173,3 +173,40 @@ def test_exr_and_png_sequences_round_trip(tmp_path):
     assert np.abs(back / 255.0 - rgb[1]).max() <= 0.5 / 255 + 1e-6
     with pytest.raises(ValueError):
         write_exr(tmp_path / "bad.exr", {"R": np.zeros((2, 2)), "G": np.zeros((3, 2))})
+
+
+def test_render_job_writes_sequence_and_returns_arrays(tmp_path):
+    import argparse
+
+    from backend.jobs import render as job
+    from backend.pipelines.splats_io import write_ply
+    from backend.progress import JobError, Progress
+
+    write_ply(_single_splat([0.0, 0.0, 1.0], [0.2, 0.9, 0.4]), tmp_path / "s.ply")
+    mw = np.array([[1, 0, 0, 0], [0, 0, -1, -5], [0, 1, 0, 1], [0, 0, 0, 1]], float)
+    doc = {"version": 1, "convention": "blender", "width": 64, "height": 48, "fps": 24,
+           "frames": [{"frame": i, "source": str(i), "matrix_world": mw.tolist(), "focal_px": 50.0,
+                       "principal_point_px": [32.0, 24.0]} for i in range(2)]}
+    (tmp_path / "cameras.json").write_text(json.dumps(doc))
+    parser = argparse.ArgumentParser()
+    job.add_arguments(parser)
+    params = job.params_from_args(parser.parse_args([str(tmp_path / "s.ply"), "--cameras",
+                                                     str(tmp_path / "cameras.json"), "--device", "cpu"]))
+    assert json.loads(json.dumps(params)) == params
+    out = tmp_path / "out"
+    out.mkdir()
+    res = job.run(params, out, Progress())
+    assert res.files == ["render_000000.exr", "render_000001.exr"] and all((out / f).is_file() for f in res.files)
+    assert res.arrays["rgb"].shape == (2, 48, 64, 3) and res.summary["cameras"] == 2
+    np.testing.assert_allclose(res.arrays["depth"][0, 23:25, 31:33], 5.0, atol=1e-4)
+    # the same cameras sent as arrays from Blender, at another resolution
+    res2 = job.run({"splats": params["splats"], "matrix_world": [mw.tolist()], "focal_px": [25.0],
+                    "principal_point_px": [[16.0, 12.0]], "width": 32, "height": 24, "format": "none",
+                    "device": "cpu"}, tmp_path / "o2", Progress())
+    assert res2.files == [] and res2.arrays["alpha"].shape == (1, 24, 32)
+    for bad in ({"format": "tiff"}, {"width": 0}, {"cameras": None}, {"format": "none", "return_arrays": False}):
+        with pytest.raises(JobError) as e:
+            job.run({**params, **bad}, tmp_path / "o3", Progress())
+        assert e.value.code == "bad_params"
+    with pytest.raises(JobError, match="nothing.ply"):
+        job.run({**params, "splats": str(tmp_path / "nothing.ply")}, tmp_path / "o4", Progress())

@@ -3,7 +3,8 @@
 
 Cameras come from a cameras.json (``cameras``) or as arrays from Blender (``matrix_world``,
 ``focal_px``, ``principal_point_px``, ``width``, ``height``). Writes an EXR (R G B A Z) or PNG
-sequence and returns the arrays ``rgb`` [C,H,W,3], ``alpha`` [C,H,W], ``depth`` [C,H,W].
+sequence and returns the arrays ``rgb`` [C,H,W,3], ``alpha`` [C,H,W], ``depth`` [C,H,W] (planar
+depth in world units, inf where empty) unless ``return_arrays`` is false.
 """
 from __future__ import annotations
 
@@ -24,11 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     parser.add_argument("--format", choices=FORMATS, default="exr", help="image sequence format on disk")
     parser.add_argument("--batch", type=int, default=8, help="cameras rendered per rasterizer call")
+    parser.add_argument("--no-arrays", action="store_true",
+                        help="do not return the images as arrays (files only; for long sequences)")
 
 
 def params_from_args(args: argparse.Namespace) -> dict:
     p = {"splats": str(Path(args.splats).resolve()), "cameras": str(Path(args.cameras).resolve()),
-         "format": args.format, "batch": args.batch}
+         "format": args.format, "batch": args.batch, "return_arrays": not args.no_arrays}
     for k in ("width", "height", "device"):
         if getattr(args, k):
             p[k] = getattr(args, k)
@@ -57,6 +60,8 @@ def run(params: dict, out_dir: Path, progress: Progress) -> JobResult:
     fmt = params.get("format", "exr")
     if fmt not in FORMATS:
         raise JobError(f"render: format must be one of {', '.join(FORMATS)}", "bad_params")
+    if fmt == "none" and not params.get("return_arrays", True):
+        raise JobError("render: format none with return_arrays false would produce nothing", "bad_params")
     device = params.get("device") or default_device()
     if device not in ("cpu", "cuda"):
         raise JobError(f"render: device must be cpu or cuda, got {device!r}", "bad_params")
@@ -85,4 +90,4 @@ def run(params: dict, out_dir: Path, progress: Progress) -> JobResult:
     files = [] if fmt == "none" else write_sequence(out_dir, out["rgb"], out["alpha"], out["depth"], fmt)
     summary = {"cameras": len(cams.viewmats), "width": cams.width, "height": cams.height,
                "num_gaussians": len(splats), "device": device, "names": cams.names}
-    return JobResult(files=files, arrays=out, summary=summary)
+    return JobResult(files=files, arrays=out if params.get("return_arrays", True) else {}, summary=summary)
