@@ -38,6 +38,13 @@ def pan_clip(tmp_path_factory):
                      video=False, seed=5)
 
 
+@pytest.fixture(scope="session")
+def blur_clip(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synthetic") / "blur"
+    return make_clip(out, path="pan", pan_deg=16.0, width=W, height=H, frames=3, samples=16,
+                     motion_blur=0.5, video=False, seed=2)
+
+
 def load(path) -> dict:
     return json.loads(Path(path).read_text())
 
@@ -89,19 +96,31 @@ def sphere_depth(ray: np.ndarray, centre_c: np.ndarray, radius: float) -> np.nda
     return np.where(disc >= 0, (-b - np.sqrt(np.maximum(disc, 0))) / (2 * a), np.nan)
 
 
+def linear(srgb8: np.ndarray) -> np.ndarray:
+    """8-bit sRGB -> linear light in [0, 1] (where partial pixel coverage mixes linearly)."""
+    c = srgb8.astype(float) / 255
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def magenta_score(img_rgb: np.ndarray, x0: int, y0: int, half: int) -> np.ndarray:
+    """min(R, B) - G in linear light over a window: a pixel covered by the marker for a
+    fraction a scores a + (1 - a) * (its background's score)."""
+    win = linear(img_rgb[y0:y0 + 2 * half + 1, x0:x0 + 2 * half + 1])
+    return np.minimum(win[..., 0], win[..., 2]) - win[..., 1]
+
+
 def marker_centroid(img_rgb: np.ndarray, around: np.ndarray, half: int) -> np.ndarray | None:
     """Coverage-weighted centroid of the magenta marker blob in a window around a point.
 
-    Coverage of a pixel is estimated from its magenta score min(R, B) - G, ramped between the
-    background level of the textured surfaces (<= 0.2) and a pure marker (1).
+    Coverage is the magenta score ramped between the background level of the textured
+    surfaces (<= 0.2) and a pure marker (1).
     """
     x0, y0 = int(round(around[0])) - half, int(round(around[1])) - half
-    win = img_rgb[y0:y0 + 2 * half + 1, x0:x0 + 2 * half + 1].astype(float) / 255
-    score = np.minimum(win[..., 0], win[..., 2]) - win[..., 1]
+    score = magenta_score(img_rgb, x0, y0, half)
     w = np.clip((score - 0.2) / 0.8, 0, 1)
     if w.sum() < 3:
         return None
-    ys, xs = np.mgrid[0:win.shape[0], 0:win.shape[1]]
+    ys, xs = np.mgrid[0:score.shape[0], 0:score.shape[1]]
     return np.array([x0 + ((xs + 0.5) * w).sum() / w.sum(), y0 + ((ys + 0.5) * w).sum() / w.sum()])
 
 
@@ -368,3 +387,47 @@ def test_cancel_from_progress_stops_and_cleans_up(tmp_path):
     with pytest.raises(Stop):
         make_clip(tmp_path / "c", width=64, height=36, frames=20, samples=1, video=False, progress=cancel)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_motion_blur_streaks_centre_on_the_truth_pose(blur_clip):
+    """Shutter 0.5 centred on the frame, pan of 8 deg per frame: each marker sweeps L ~ 17 px.
+
+    The streak's centroid stays on the projection at the frame time (also on the first and
+    last frame: the camera motion is extrapolated past the ends), and its coverage is the disc
+    convolved with a uniform segment of length L, so the variance along the motion exceeds the
+    variance across it by L^2 / 12 (measured in linear light, inside the streak's footprint).
+    """
+    truth = load(blur_clip["truth"])
+    frames = truth["frames"]
+    markers = [r for r in truth["scene"] if r["role"] == "marker"]
+    checked = 0
+    for i, fr in enumerate(frames):
+        img = cv2.cvtColor(cv2.imread(str(blur_clip["frames"] / fr["source"])), cv2.COLOR_BGR2RGB)
+        for mk in markers:
+            radius = mk["size"][0] / 2
+            at = [silhouette_centroid(f, world_to_camera(f, np.array(mk["centre"])), radius)
+                  for f in frames[max(i - 1, 0):i + 2]]
+            step = (at[-1] - at[0]) / (len(at) - 1)
+            sweep = 0.5 * np.linalg.norm(step)
+            u = step / np.linalg.norm(step)
+            cc = world_to_camera(fr, np.array(mk["centre"]))
+            expect = silhouette_centroid(fr, cc, radius)
+            r_px = fr["focal_px"] * radius / cc[2]
+            half = int(np.ceil(sweep / 2 + r_px)) + 3
+            if not (half <= expect[0] < W - half - 1 and half <= expect[1] < H - half - 1):
+                continue
+            x0, y0 = np.round(expect).astype(int) - half
+            score = magenta_score(img, x0, y0, half)
+            ys, xs = np.mgrid[0:score.shape[0], 0:score.shape[1]]
+            d = np.stack([xs + x0 + 0.5 - expect[0], ys + y0 + 0.5 - expect[1]], -1)
+            along, across = d @ u, d @ np.array([-u[1], u[0]])
+            footprint = np.hypot(np.clip(np.abs(along) - sweep / 2, 0, None), across) <= r_px + 1.5
+            w = np.clip(score, 0, 1) * footprint
+            offset = np.array([(w * along).sum(), (w * across).sum()]) / w.sum()
+            # 16 samples per pixel estimate each pixel's coverage with std <= 0.125; over the
+            # ~150 streak pixels that moves the centroid by ~0.1 px.
+            assert np.linalg.norm(offset) < 0.5, (fr["frame"], mk["name"], offset)
+            var = [(w * (x - (w * x).sum() / w.sum()) ** 2).sum() / w.sum() for x in (along, across)]
+            assert var[0] - var[1] == pytest.approx(sweep ** 2 / 12, rel=0.2), (fr["frame"], mk["name"], var)
+            checked += 1
+    assert checked >= 6

@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jitter-deg", type=float, default=0.2, help="handheld rotation shake RMS (deg)")
     p.add_argument("--pan-deg", type=float, default=30.0, help="total pan yaw (deg)")
     p.add_argument("--orbit-deg", type=float, default=60.0, help="total orbit arc (deg)")
+    p.add_argument("--motion-blur", type=float, default=0.0, metavar="SHUTTER",
+                   help="camera motion blur, shutter open for this fraction of a frame, centred on "
+                        "the frame (its truth pose); 0 = off")
     p.add_argument("--crf", type=int, default=12, help="H.264 quality of clip.mp4")
     p.add_argument("--no-video", action="store_true", help="skip clip.mp4")
     p.add_argument("--save-blend", action="store_true", help="also save scene.blend")
@@ -82,6 +85,8 @@ def validate(args: argparse.Namespace) -> None:
         raise ValueError(f"--samples must be >= 1, got {args.samples}")
     if args.focal_px is not None and args.focal_px <= 0 or args.focal_mm is not None and args.focal_mm <= 0:
         raise ValueError("--focal-px/--focal-mm must be > 0")
+    if not 0 <= args.motion_blur <= 1:
+        raise ValueError(f"--motion-blur shutter must be in [0, 1] frames, got {args.motion_blur}")
     if args.stereo is not None and args.stereo <= 0:
         raise ValueError(f"--stereo interaxial must be > 0 m, got {args.stereo}")
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
@@ -113,7 +118,10 @@ def _setup_render(bpy, args) -> None:
     if args.threads > 0:
         r.threads = args.threads
     r.dither_intensity = 0.0
-    r.use_motion_blur = False
+    r.use_motion_blur = args.motion_blur > 0
+    if args.motion_blur > 0:
+        r.motion_blur_shutter = args.motion_blur
+        r.motion_blur_position = "CENTER"
     for attr in dir(r):  # no date/time stamps in the image metadata
         if attr.startswith("use_stamp"):
             setattr(r, attr, False)
@@ -178,6 +186,10 @@ def _add_cameras(bpy, args, mats):
         cam.matrix_world = Matrix(m.tolist())
         cam.keyframe_insert("location", frame=i)
         cam.keyframe_insert("rotation_quaternion", frame=i)
+    from bpy_extras import anim_utils
+    channels = anim_utils.action_get_channelbag_for_slot(cam.animation_data.action, cam.animation_data.action_slot)
+    for fc in channels.fcurves:  # motion blur of the first/last frame sees the motion continue
+        fc.extrapolation = "LINEAR"
     scene.camera = cam
     right = None
     if args.stereo is not None:
