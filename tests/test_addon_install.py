@@ -52,8 +52,10 @@ def installed(built, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("install")
     out = tmp / "report.json"
     # no PYTHONPATH to the checkout: the installed extension must be self-contained
-    run_script("install_extension.py", built, out, user_dir=tmp / "user", extra_env={"PYTHONPATH": ""})
-    return json.loads(out.read_text())
+    proc = run_script("install_extension.py", built, out, user_dir=tmp / "user", extra_env={"PYTHONPATH": ""})
+    report = json.loads(out.read_text())
+    report["log"] = proc.stdout + proc.stderr
+    return report
 
 
 def test_zip_layout_and_manifest(built):
@@ -95,6 +97,12 @@ def test_installs_and_enables(installed):
     assert first["status_draw"] == 1
     if HAVE_WHEELS:
         assert first["wheel_zmq_binaries"] >= 1, "Blender installed the bundled pyzmq wheel"
+
+
+def test_no_python_errors_logged(installed):
+    bad = [line for line in installed["log"].splitlines()
+           if "Traceback" in line or "Error" in line and not line.startswith(("Error: Not freed", "Freeing memory"))]
+    assert not bad, bad
 
 
 def test_register_unregister_twice_without_leaks(installed):
