@@ -114,3 +114,37 @@ def test_bad_inputs_name_the_file(tmp_path):
     PlyData([PlyElement.describe(pts, "vertex")]).write(str(tmp_path / "pts.ply"))
     with pytest.raises(SplatFormatError, match="pts.ply.*f_dc_0"):
         load_splats(tmp_path / "pts.ply")
+
+
+_BPY_IMPORT = """
+import sys, json, bpy
+bpy.ops.wm.read_factory_settings(use_empty=True)
+assert bpy.ops.wm.ply_import(filepath=sys.argv[1]) == {'FINISHED'}
+me = [o for o in bpy.context.scene.objects if o.type == 'MESH'][0].data
+co = [list(v.co) for v in me.vertices]
+attrs = {a.name: [d.value for d in a.data] for a in me.attributes
+         if a.domain == 'POINT' and a.name in ('f_dc_0', 'opacity', 'scale_2', 'rot_3', 'f_rest_44')}
+print('JSON' + json.dumps({'co': co, 'attrs': attrs}))
+"""
+
+
+def test_blender_ply_importer_reads_positions_and_splat_attributes(tmp_path):
+    """Blender's own PLY importer (bpy, in a subprocess) keeps our positions in its world and
+    every splat property as a point attribute."""
+    import json
+    import subprocess
+    import sys
+
+    s = random_splats(50, 15, seed=4)
+    write_ply(s, tmp_path / "s.ply")
+    proc = subprocess.run([sys.executable, "-c", _BPY_IMPORT, str(tmp_path / "s.ply")],
+                          capture_output=True, text=True, timeout=300)
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("JSON")]
+    assert proc.returncode == 0 and line, proc.stderr[-2000:]
+    got = json.loads(line[0][4:])
+    np.testing.assert_allclose(got["co"], s.means, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got["attrs"]["f_dc_0"], s.sh0[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(got["attrs"]["opacity"], s.opacities, rtol=1e-6)
+    np.testing.assert_allclose(got["attrs"]["scale_2"], s.scales[:, 2], rtol=1e-6)
+    np.testing.assert_allclose(got["attrs"]["rot_3"], s.quats[:, 3], rtol=1e-6)
+    np.testing.assert_allclose(got["attrs"]["f_rest_44"], s.shN[:, 14, 2], rtol=1e-6)
