@@ -1,0 +1,11 @@
+"""The main job: a product GLB composited into footage (see :mod:`.pipeline`).
+
+Pieces usable on their own: :mod:`.placement` (anchor where the ground plane meets a pixel,
+projection of the anchor per frame), :mod:`.layers` (footage and splat depth per frame),
+:mod:`.envmap` (equirectangular environment map from the splats), :mod:`.blender` (the
+Blender render + compositor subprocess) and :mod:`.settings` (full vs ``--preview``).
+"""
+from .pipeline import CompositeRequest, composite
+from .settings import CompositeSettings
+
+__all__ = ["CompositeRequest", "CompositeSettings", "composite"]

@@ -1,0 +1,49 @@
+"""Input checks of the main job: the footage and the product GLB, before any work starts."""
+from __future__ import annotations
+
+import importlib.util
+from functools import lru_cache
+from pathlib import Path
+
+from backend.progress import JobError
+
+_GLB_CHECK = Path(__file__).resolve().parents[3] / "blender_addon" / "core" / "glb_check.py"
+#: glTF extensions every supported Blender importer decodes (Draco depends on a library and is
+#: checked again inside Blender, where the importer reports what it can decode).
+IMPORTER_EXTENSIONS = (
+    "KHR_materials_pbrSpecularGlossiness", "KHR_lights_punctual", "KHR_materials_unlit",
+    "KHR_texture_transform", "KHR_materials_clearcoat", "KHR_mesh_quantization", "EXT_mesh_gpu_instancing",
+    "KHR_draco_mesh_compression", "KHR_materials_variants", "KHR_materials_emissive_strength",
+    "KHR_materials_transmission", "KHR_materials_specular", "KHR_materials_sheen", "KHR_materials_ior",
+    "KHR_materials_volume",
+)
+
+
+@lru_cache(maxsize=1)
+def _glb_check():
+    """The add-on's bpy-free GLB validator, loaded by path (importing the ``blender_addon``
+    package would import bpy into this process)."""
+    spec = importlib.util.spec_from_file_location("splatstage_glb_check", _GLB_CHECK)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def check_product(path: str | Path) -> list[str]:
+    """Validate the product GLB; returns its warnings or raises JobError (one line naming it)."""
+    gc = _glb_check()
+    try:
+        info = gc.inspect(Path(path), IMPORTER_EXTENSIONS)
+    except gc.GlbError as exc:
+        raise JobError(f"composite: product {exc}", "bad_input") from None
+    return list(info.warnings)
+
+
+def check_video(path: str | Path):
+    """Probe the footage; returns :class:`backend.media.video.VideoInfo` or raises JobError."""
+    from backend.media.video import probe
+
+    try:
+        return probe(path)
+    except JobError as exc:
+        raise JobError(f"composite: {exc.message}", exc.code) from None

@@ -1,0 +1,79 @@
+"""Per-frame inputs of the compositor, written once and reused by re-runs.
+
+* ``background/%06d.png``: the footage at render size (8-bit sRGB, area-resampled).
+* ``depth/%06d.exr``: the splat layer's planar depth for the solved camera at render size
+  (R = G = B = depth in metres, :data:`FAR` where no splat covers the pixel), rendered by the
+  render service (:func:`backend.pipelines.render.render_views`).
+
+Each file is written under a temporary name and renamed, so an existing file is complete.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from backend.progress import Progress
+
+#: Depth written where the splats leave a pixel empty (metres; finite so that every image
+#: library and the compositor's math treat it as "far").
+FAR = 1.0e6
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.stem}.partial{os.getpid()}{path.suffix}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_backgrounds(video: str | Path, folder: Path, size: tuple[int, int],
+                      progress: Progress | None = None, total: int | None = None) -> list[Path]:
+    """Decode the footage into ``folder`` at ``size`` (w, h); frames already there are kept."""
+    import cv2
+
+    from backend.media.video import iter_frames
+    from backend.pipelines.render.writers import write_png
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    w, h = size
+    for index, _source, rgb in iter_frames(video):
+        path = folder / f"{index:06d}.png"
+        paths.append(path)
+        if path.exists():
+            continue
+        img = rgb if rgb.shape[:2] == (h, w) else cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+        _atomic(path, lambda p, img=img: write_png(p, img))
+        if progress is not None and total:
+            progress.update(min(1.0, (index + 1) / total), f"footage frame {index + 1}/{total}")
+    return paths
+
+
+def write_depths(splats_path: str | Path, cameras_path: str | Path, folder: Path, size: tuple[int, int],
+                 device: str = "cpu", batch: int = 8, progress: Progress | None = None) -> dict[int, Path]:
+    """Render the splat depth for every registered camera into ``folder``; returns
+    ``{video frame index: path}``. Frames already there are not rendered again."""
+    from backend.pipelines.render import cameras_from_json, render_views
+    from backend.pipelines.render.writers import write_exr
+    from backend.pipelines.splats_io import load_splats
+
+    folder.mkdir(parents=True, exist_ok=True)
+    w, h = size
+    cams = cameras_from_json(cameras_path, w, h)
+    index = [int(n) if n.strip().isdigit() else i for i, n in enumerate(cams.names)]
+    paths = {vid: folder / f"{vid:06d}.exr" for vid in index}
+    todo = [i for i, vid in enumerate(index) if not paths[vid].exists()]
+    if not todo:
+        return paths
+    splats = load_splats(splats_path)
+    for a in range(0, len(todo), batch):
+        sel = todo[a:a + batch]
+        sub = type(cams)(cams.viewmats[sel], cams.Ks[sel], cams.width, cams.height, [cams.names[i] for i in sel])
+        out = render_views(splats, sub, device=device, batch=batch)
+        for j, i in enumerate(sel):
+            d = np.where(np.isfinite(out["depth"][j]), out["depth"][j], FAR).astype(np.float32)
+            _atomic(paths[index[i]], lambda p, d=d: write_exr(p, {"R": d, "G": d, "B": d}))
+        if progress is not None:
+            progress.update((a + len(sel)) / len(todo), f"splat depth {a + len(sel)}/{len(todo)}")
+    return paths

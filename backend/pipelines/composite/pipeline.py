@@ -1,0 +1,224 @@
+"""The main job: footage + product GLB -> composited H.264 video.
+
+Stages: check inputs -> camera solve -> splat reconstruction -> placement (ground plane under
+pixel (U, V) of frame N) -> per-frame inputs (footage at render size, splat depth) ->
+environment map from the splats at the product -> Blender render + compositor (subprocess)
+-> encode at the footage's fps with its audio.
+
+Everything expensive is kept in a work folder (default: the project cache, keyed by the
+footage and the settings): the solve, the splats and every rendered frame. A re-run skips
+what exists, so an interrupted job resumes where it stopped.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from backend.progress import JobError, Progress
+
+from . import placement as placement_mod
+from .blender import run_shot
+from .envmap import render_envmap
+from .inputs import check_product, check_video
+from .layers import write_backgrounds, write_depths
+from .settings import CompositeSettings
+
+
+@dataclass
+class CompositeRequest:
+    """What to composite and where (see ``splatstage composite --help``)."""
+
+    video: Path
+    product: Path
+    settings: CompositeSettings
+    at_pixel: tuple[float, float] | None = None
+    at_frame: int = 0
+    product_height: float | None = None
+    rotate_deg: float = 0.0
+    solve_dir: Path | None = None
+    reconstruction: Path | None = None
+    work_dir: Path | None = None
+    max_frames: int | None = None
+    summary: dict = field(default_factory=dict)
+
+
+def _file_key(path: Path) -> list:
+    st = Path(path).stat()
+    return [str(Path(path).resolve()), st.st_size, st.st_mtime_ns]
+
+
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def default_work_dir(video: Path) -> Path:
+    from backend.pipelines.reconstruct import cache_dir
+
+    return cache_dir() / "composite" / _hash(_file_key(video))
+
+
+def _stage_dir(final: Path, build) -> Path:
+    """Build a folder with ``build(tmp)`` and rename it to ``final`` (kept if it exists)."""
+    if final.is_dir():
+        return final
+    tmp = final.with_name(f".{final.name}.partial{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        build(tmp)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def solve_cameras(video: Path, work: Path, progress: Progress) -> Path:
+    """The camera solve of the footage (cached in ``work/solve``)."""
+    from backend.pipelines.poses.outputs import write_outputs
+    from backend.pipelines.poses.pipeline import SolveOptions, solve
+
+    def build(tmp: Path) -> None:
+        write_outputs(solve(str(video), SolveOptions(), progress), tmp)
+
+    return _stage_dir(work / "solve", build)
+
+
+def reconstruct_splats(solve_dir: Path, video: Path, work: Path, s: CompositeSettings, progress: Progress) -> Path:
+    """Splats for the solve (cached in ``work/splats-<steps>``); every frame trains."""
+    from backend.pipelines.reconstruct import TrainConfig, reconstruct
+
+    sh = 1 if s.preview else 3
+    cfg = TrainConfig(steps=s.steps, sh_degree=sh, sh_degree_interval=max(1, min(1000, s.steps // (2 * (sh + 1)))),
+                      holdout_every=0, eval_every=max(1, min(500, s.steps // 5)),
+                      checkpoint_every=1000, cpu_threads=s.threads or None)
+    device = "cuda" if s.device.startswith("cuda") else "cpu"
+
+    def build(tmp: Path) -> None:
+        reconstruct(solve_dir, tmp, cfg, device=device, input_path=video,
+                    max_size=480 if s.preview else 1600, progress=progress)
+
+    return _stage_dir(work / f"splats-{s.steps}-sh{sh}", build)
+
+
+def _place(doc: dict, req: CompositeRequest) -> tuple[np.ndarray, tuple[float, float]]:
+    u, v = req.at_pixel if req.at_pixel is not None else placement_mod.default_pixel(doc["width"], doc["height"])
+    try:
+        return placement_mod.anchor_from_pixel(doc, float(u), float(v), int(req.at_frame)), (float(u), float(v))
+    except placement_mod.PlacementError as exc:
+        raise JobError(f"composite: cannot place the product: {exc}", "bad_params") from None
+
+
+def composite(req: CompositeRequest, out_path: Path, progress: Progress | None = None) -> dict:
+    """Run the main job; writes the video to ``out_path`` and returns the summary."""
+    from backend.media.encode import VideoWriter
+    from shared_protocol import camera_file
+
+    progress = progress or Progress()
+    s = req.settings
+    times: dict[str, float] = {}
+    t_all = time.monotonic()
+
+    progress.stage("check", "checking the footage and the product")
+    info = check_video(req.video)
+    warnings = check_product(req.product)
+    work = Path(req.work_dir) if req.work_dir else default_work_dir(req.video)
+    work.mkdir(parents=True, exist_ok=True)
+
+    t = time.monotonic()
+    solve_dir = Path(req.solve_dir) if req.solve_dir else solve_cameras(req.video, work, progress)
+    times["solve"] = time.monotonic() - t
+    cameras_path = solve_dir / "cameras.json"
+    try:
+        doc = camera_file.read(cameras_path)
+    except camera_file.CameraFileError as exc:
+        raise JobError(f"composite: {exc}", "bad_input") from None
+
+    progress.stage("place", "placing the product")
+    anchor, pixel = _place(doc, req)
+    frames_idx, track_px = placement_mod.anchor_track(doc, anchor)
+
+    t = time.monotonic()
+    splats_dir = Path(req.reconstruction) if req.reconstruction else \
+        reconstruct_splats(solve_dir, req.video, work, s, progress)
+    splats_path = splats_dir / "splats.ply"
+    if not splats_path.is_file():
+        raise JobError(f"composite: no splats.ply in {splats_dir}", "bad_input")
+    times["reconstruct"] = time.monotonic() - t
+
+    size = s.render_size(int(doc["width"]), int(doc["height"]))
+    shot_key = _hash({"product": _file_key(req.product), "anchor": anchor.round(9).tolist(),
+                      "height": req.product_height, "rotate": req.rotate_deg, "size": size,
+                      "samples": s.samples, "denoise": s.denoise, "env": [s.env_face, s.env_exposure, s.env_rotation_deg],
+                      "margin": s.occlusion_margin, "splats": _file_key(splats_path),
+                      "cameras": _file_key(cameras_path)})
+    shot = work / f"shot-{shot_key}"
+    shot.mkdir(parents=True, exist_ok=True)
+
+    t = time.monotonic()
+    total = info.frame_count if not req.max_frames else min(info.frame_count, int(req.max_frames))
+    progress.stage("layers", f"footage and splat depth at {size[0]}x{size[1]}")
+    backgrounds = write_backgrounds(req.video, shot / "background", size, progress, total)[:total]
+    depths = write_depths(splats_path, cameras_path, shot / "depth", size,
+                          device="cuda" if s.device.startswith("cuda") else "cpu", progress=progress)
+    times["layers"] = time.monotonic() - t
+
+    t = time.monotonic()
+    progress.stage("environment", "environment map from the splats")
+    height_guess = req.product_height or 0.25
+    env_at = anchor + placement_mod.ground_of(doc)[1] * (0.5 * height_guess)
+    env_path = shot / "envmap.exr"
+    if not env_path.exists():
+        render_envmap(splats_path, env_at, env_path, face=s.env_face,
+                      device="cuda" if s.device.startswith("cuda") else "cpu")
+    times["environment"] = time.monotonic() - t
+
+    frames = [{"index": i, "background": str(backgrounds[i]), "depth": str(depths[i]),
+               "output": str(shot / "frames" / f"{i:06d}.png")} for i in range(total) if i in depths]
+    spec = {"cameras": str(cameras_path), "product": str(Path(req.product).resolve()), "anchor": anchor.tolist(),
+            "product_height": req.product_height, "rotate_deg": float(req.rotate_deg), "frame_offset": 1,
+            "render": {"percent": s.percent(int(doc["width"]), int(doc["height"])), "samples": s.samples,
+                       "denoise": s.denoise, "threads": s.threads,
+                       "device": "CUDA" if s.device.startswith("cuda") else "CPU"},
+            "environment": {"path": str(env_path), "exposure": s.env_exposure, "rotation_deg": s.env_rotation_deg},
+            "occlusion_margin": s.occlusion_margin, "frames": frames}
+    t = time.monotonic()
+    progress.stage("render", f"rendering {len(frames)} frames with Blender")
+    counts = run_shot(spec, shot / "spec.json", progress) if frames else {"rendered": 0, "skipped": 0}
+    times["render"] = time.monotonic() - t
+
+    t = time.monotonic()
+    progress.stage("encode", "encoding H.264")
+    import cv2
+
+    fps = info.fps if info.fps > 0 else float(doc.get("fps") or 24.0)
+    with VideoWriter(out_path, fps, audio_from=None if info.is_image_folder else req.video, crf=s.crf) as writer:
+        for i in range(total):
+            src = shot / "frames" / f"{i:06d}.png"
+            img = cv2.imread(str(src if i in depths else backgrounds[i]), cv2.IMREAD_COLOR)
+            if img is None:
+                raise JobError(f"composite: frame {i} is missing from {shot}", "render_failed")
+            writer.write(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+    times["encode"] = time.monotonic() - t
+
+    rendered = int(counts.get("rendered", 0))
+    summary = {
+        "mode": "preview (reduced settings)" if s.preview else "full",
+        "frames": total, "fps": round(fps, 4), "render_size": f"{size[0]}x{size[1]}",
+        "samples": s.samples, "steps": s.steps, "anchor_world": [round(float(a), 5) for a in anchor],
+        "anchor_pixel": list(pixel), "anchor_frame": int(req.at_frame),
+        "frames_rendered": rendered, "frames_skipped": int(counts.get("skipped", 0)),
+        "frames_without_camera": total - len(frames), "audio": bool(writer.audio_codec),
+        "render_seconds_per_frame": round(times["render"] / rendered, 3) if rendered else None,
+        "seconds": {k: round(v, 2) for k, v in times.items()}, "total_seconds": round(time.monotonic() - t_all, 2),
+        "work_dir": str(work), "product_warnings": warnings,
+    }
+    req.summary = summary
+    summary["anchor_track"] = {"frames": frames_idx.tolist(), "pixels": track_px.round(4).tolist()}
+    return summary
