@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -466,16 +464,9 @@ def write_nerfstudio(path: CameraPath, file: str | Path) -> Path:
     """Write ``path`` as nerfstudio camera_path.json (atomically: no half-written file)."""
     file = Path(file)
     file.parent.mkdir(parents=True, exist_ok=True)
-    data = json.dumps(to_nerfstudio(path), indent=1, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(data)
-        os.replace(tmp, file)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return file
+    from .vendor import module
+
+    return module("atomic").atomic_write_json(file, to_nerfstudio(path))
 
 
 def read_nerfstudio(file: str | Path, frame_start: int = 1) -> CameraPath:

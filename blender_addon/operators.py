@@ -10,6 +10,7 @@ from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from . import preferences
 from .blender import link_state
+from .blender.atomic import atomic
 from .blender.link_state import STATE
 from .core import cameras_json, local_backend, ply_points
 from .properties import AXIS_ITEMS
@@ -147,8 +148,9 @@ def import_solve_files(context, cameras_path: str, points_path: str = "", video_
         raise ValueError(f"{video_path}: video not found")
     if bpy.context.mode != "OBJECT" and context.view_layer.objects.active is not None:
         bpy.ops.object.mode_set(mode="OBJECT")
-    return camera_import.import_solve(context.scene, track, video=video_path or None, points=points,
-                                      frame_offset=frame_offset)
+    with atomic(context):
+        return camera_import.import_solve(context.scene, track, video=video_path or None, points=points,
+                                          frame_offset=frame_offset)
 
 
 class SPLATSTAGE_OT_import_cameras(bpy.types.Operator):

@@ -197,4 +197,6 @@ def test_points_video_and_ground_plane(tmp_path):
     assert r["frame_range"] == [1, n]
     assert "bad.json" in r["bad_error"] and "height: missing" in r["bad_error"]
     assert r["objects_added_by_bad"] == 0
+    assert "broken.mp4: Blender cannot" in r["broken_video_error"]
+    assert r["broken_video_leftovers"] == {}, "camera, points, ground, actions and clip rolled back"
     assert r["handler"] == {"camera": True, "summary": "registered: 6", "points": 1, "clip": True}

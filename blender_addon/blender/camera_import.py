@@ -73,7 +73,12 @@ def attach_movie_clip(camera_obj, video: Path | str, frame_offset: int = 1):
     video = Path(video)
     if not video.is_file():
         raise FileNotFoundError(f"{video}: video not found")
-    clip = bpy.data.movieclips.load(str(video), check_existing=True)
+    try:
+        clip = bpy.data.movieclips.load(str(video), check_existing=True)
+    except RuntimeError as exc:
+        raise ValueError(f"{video}: Blender cannot open this video ({exc})") from None
+    if clip.frame_duration <= 0 or clip.size[0] <= 0 or clip.size[1] <= 0:
+        raise ValueError(f"{video}: Blender cannot decode this video")
     clip.frame_start = frame_offset
     cam = camera_obj.data
     cam.show_background_images = True

@@ -1,9 +1,9 @@
 """Insert a GLB product with Blender's own glTF importer, atomically.
 
-The file is validated first (:mod:`..core.glb_check`); the import runs against a snapshot of
-every ``bpy.data`` collection, and any failure removes everything the import created and
-restores selection, active object and the scene settings the importer may touch, so the
-file is exactly as it was. On success all imported objects hang under one empty, scaled to
+The file is validated first (:mod:`..core.glb_check`); the import runs inside
+:func:`.atomic.atomic`, so any failure removes everything the import created and restores
+selection, active object and the scene settings the importer may touch: the file is exactly
+as it was. On success all imported objects hang under one empty, scaled to
 a real-world size and standing on the ground plane at the 3D cursor.
 """
 from __future__ import annotations
@@ -15,9 +15,7 @@ import numpy as np
 from mathutils import Matrix
 
 from ..core import glb_check, placement
-
-_SCENE_SETTINGS = ("frame_start", "frame_end", "frame_current")
-_RENDER_SETTINGS = ("fps", "fps_base")
+from .atomic import atomic
 
 
 class ProductError(RuntimeError):
@@ -51,47 +49,6 @@ def draco_available() -> bool:
         return bool(draco.dll_exists(quiet=True))
     except Exception:  # noqa: BLE001
         return False
-
-
-def id_collections() -> dict[str, bpy.types.bpy_prop_collection]:
-    """Every ``bpy.data`` collection of IDs (objects, meshes, images, actions, ...), by name."""
-    out = {}
-    for prop in bpy.data.bl_rna.properties:
-        if prop.type != "COLLECTION" or prop.identifier in ("window_managers", "screens", "workspaces"):
-            continue
-        fixed = getattr(prop, "fixed_type", None)
-        if fixed is not None and _is_id_type(fixed.bl_rna):
-            out[prop.identifier] = getattr(bpy.data, prop.identifier)
-    return out
-
-
-def _is_id_type(struct) -> bool:
-    while struct is not None:
-        if struct.identifier == "ID":
-            return True
-        struct = struct.base
-    return False
-
-
-def data_snapshot() -> dict[str, set[int]]:
-    """``session_uid`` of every ID in every ``bpy.data`` collection."""
-    return {name: {idb.session_uid for idb in coll} for name, coll in id_collections().items()}
-
-
-def _rollback(before: dict[str, set[int]]) -> None:
-    new = []
-    for name, coll in id_collections().items():
-        old = before.get(name, set())
-        new.extend(idb for idb in coll if idb.session_uid not in old)
-    if new:
-        bpy.data.batch_remove(new)
-    # remove what became orphaned only because of the removal (e.g. shape keys) in a second pass
-    leftovers = []
-    for name, coll in id_collections().items():
-        old = before.get(name, set())
-        leftovers.extend(idb for idb in coll if idb.session_uid not in old)
-    if leftovers:
-        bpy.data.batch_remove(leftovers)
 
 
 def _evaluated_bounds(objs) -> tuple[np.ndarray, np.ndarray]:
@@ -156,14 +113,9 @@ def insert_product(context, filepath: str | Path, *, dimension: float, axis: str
 
     if context.view_layer.objects.active is not None and context.mode != "OBJECT":
         bpy.ops.object.mode_set(mode="OBJECT")
-    before = data_snapshot()
-    sel = [o for o in context.view_layer.objects if o.select_get()]
-    active = context.view_layer.objects.active
-    saved = {k: getattr(scene, k) for k in _SCENE_SETTINGS}
-    saved.update({"render." + k: getattr(scene.render, k) for k in _RENDER_SETTINGS})
     cursor = np.array(scene.cursor.location if location is None else location, dtype=np.float64)
-    try:
-        for o in sel:
+    with atomic(context) as before:
+        for o in context.view_layer.objects:
             o.select_set(False)
         try:
             result = bpy.ops.import_scene.gltf(filepath=str(path))
@@ -203,17 +155,4 @@ def insert_product(context, filepath: str | Path, *, dimension: float, axis: str
         root.select_set(True)
         context.view_layer.objects.active = root
         context.view_layer.update()
-        return root
-    except BaseException:
-        _rollback(before)
-        context.view_layer.update()
-        for k, v in saved.items():
-            if k.startswith("render."):
-                setattr(scene.render, k[7:], v)
-            else:
-                setattr(scene, k, v)
-        for o in context.view_layer.objects:
-            if o is not None:
-                o.select_set(o in sel)
-        context.view_layer.objects.active = active
-        raise
+    return root

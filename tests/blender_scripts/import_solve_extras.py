@@ -58,6 +58,19 @@ except RuntimeError as exc:
     out["bad_error"] = str(exc)
 out["objects_added_by_bad"] = len(bpy.data.objects) - n_before
 
+# a video Blender cannot decode: the whole import is undone
+counts = {k: len(getattr(bpy.data, k)) for k in ("objects", "cameras", "meshes", "actions", "collections",
+                                                   "movieclips")}
+broken = cams + ".broken.mp4"
+open(broken, "wb").write(b"\x00" * 4096)
+try:
+    bpy.ops.splatstage.import_cameras(filepath=cams, points_path=pts, video_path=broken)
+    out["broken_video_error"] = ""
+except RuntimeError as exc:
+    out["broken_video_error"] = str(exc)
+out["broken_video_leftovers"] = {k: len(getattr(bpy.data, k)) - v for k, v in counts.items()
+                                 if len(getattr(bpy.data, k)) != v}
+
 # the Camera Solve panel's result handler (what a finished 'poses' job triggers in the UI)
 from blender_addon import operators  # noqa: E402
 from blender_addon.core.backend_link import LinkEvent  # noqa: E402

@@ -27,9 +27,14 @@ CURSOR = (0.4, -0.3, 1.0)
 
 
 def data_state():
+    """Every ID (name, users) in every bpy.data collection, enumerated independently of the add-on."""
     state = {}
-    for name, coll in product_mod.id_collections().items():
-        state[name] = sorted((idb.name, idb.users) for idb in coll)
+    for name in dir(bpy.data):
+        coll = getattr(bpy.data, name, None)
+        if name.startswith("_") or name in ("window_managers", "screens", "workspaces") or \
+                not isinstance(coll, bpy.types.bpy_prop_collection):
+            continue
+        state[name] = sorted((idb.name, idb.users) for idb in coll if isinstance(idb, bpy.types.ID))
     vl = bpy.context.view_layer
     state["_scene"] = [sorted(o.name for o in bpy.context.scene.objects),
                        sorted(o.name for o in vl.objects if o.select_get()),
