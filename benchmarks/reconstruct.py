@@ -33,14 +33,15 @@ def machine() -> str:
     return platform.processor() or platform.machine()
 
 
-def bench_training(clip: Path, work: Path, steps: int, strategy: str, device: str, points: int) -> dict:
-    solve = solve_from_clip(clip, work / "solve", n_points=points, noise=0.01, seed=0)
+def bench_training(solve: Path, work: Path, steps: int, strategy: str, device: str, name: str,
+                   input_path: Path | None = None, max_size: int | None = None) -> dict:
     cfg = TrainConfig(steps=steps, strategy=strategy, sh_degree=3, checkpoint_every=0,
                       eval_every=max(1, steps // 5))
     t = time.perf_counter()
-    _, _, m, res = reconstruct(solve, work / f"out-{strategy}-{steps}", cfg, device=device, max_size=None,
-                               checkpoint_dir=work / "ckpt")
+    _, _, m, res = reconstruct(solve, work / f"out-{name}-{strategy}-{steps}", cfg, device=device,
+                               input_path=input_path, max_size=max_size, checkpoint_dir=work / "ckpt")
     m["wall_seconds"] = time.perf_counter() - t
+    m["dataset"] = name
     m["history"] = res.history
     return m
 
@@ -81,11 +82,11 @@ def markdown(results: dict) -> str:
              f"- date: {results['date']}", f"- torch {results['torch']}, gsplat {results['gsplat']}, "
              f"device {results['device']}", f"- clip: {results['clip']}", ""]
     if results["training"]:
-        lines += ["| strategy | steps | resolution | PSNR holdout (dB) | SSIM holdout | PSNR at init | "
-                  "train s | peak GPU GB | Gaussians |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += ["| dataset | strategy | steps | resolution | PSNR holdout (dB) | SSIM holdout | PSNR at init | "
+                  "train s | peak GPU GB | Gaussians |", "|---|---|---|---|---|---|---|---|---|---|"]
         for m in results["training"]:
             mem = "-" if m["peak_gpu_mem_gb"] is None else f"{m['peak_gpu_mem_gb']:.2f}"
-            lines.append(f"| {m['strategy']} | {m['steps']} | {m['resolution'][0]}x{m['resolution'][1]} | "
+            lines.append(f"| {m['dataset']} | {m['strategy']} | {m['steps']} | {m['resolution'][0]}x{m['resolution'][1]} | "
                          f"{m['psnr_holdout']:.2f} | {m['ssim_holdout']:.4f} | {m['psnr_init']:.2f} | "
                          f"{m['train_seconds']:.1f} | {mem} | {m['num_gaussians']} |")
     if results.get("render"):
@@ -99,6 +100,10 @@ def markdown(results: dict) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clip", type=Path, help="synthetic clip folder (truth.json, frames/, depth/)")
+    ap.add_argument("--solve", type=Path, help="a camera-solve folder to train on instead of a clip")
+    ap.add_argument("--input", type=Path, help="footage of --solve when cameras.json does not record it")
+    ap.add_argument("--name", default=None, help="dataset label in the results")
+    ap.add_argument("--max-size", type=int, default=None, help="longest training side (default: full)")
     ap.add_argument("--steps", type=int, nargs="*", default=[7000, 30000])
     ap.add_argument("--strategy", nargs="*", default=["default"], choices=["default", "mcmc"])
     ap.add_argument("--points", type=int, default=20000, help="initial points sampled from the true depth")
@@ -116,10 +121,17 @@ def main(argv=None) -> int:
     if args.render_splats:
         results["render"] = bench_render(args.render_splats, *args.render_size, args.device)
         print(json.dumps(results["render"]), flush=True)
-    if args.clip:
+    solve, name = args.solve, args.name
+    if args.clip and not solve:
+        solve = solve_from_clip(args.clip, args.out_dir / "work" / "solve", n_points=args.points, noise=0.01)
+        name = name or f"synthetic {args.clip.name}"
+    if solve:
+        name = name or Path(solve).name
+        results["clip"] = str(args.clip or args.solve)
         for strategy in args.strategy:
             for steps in args.steps:
-                m = bench_training(args.clip, args.out_dir / "work", steps, strategy, args.device, args.points)
+                m = bench_training(solve, args.out_dir / "work", steps, strategy, args.device, name,
+                                   args.input, args.max_size)
                 results["training"].append(m)
                 print(json.dumps({k: v for k, v in m.items() if k != "history"}), flush=True)
                 (args.out_dir / "reconstruct.json").write_text(json.dumps(results, indent=1))
