@@ -13,6 +13,7 @@ from pathlib import Path
 
 from backend.jobs import KINDS, JobResult
 from backend.progress import JobError, Progress
+from shared_protocol.atomic import publish_dir_mode
 
 
 def run_job(kind_name: str, params: dict, out_dir: Path, progress: Progress | None = None) -> JobResult:
@@ -34,6 +35,7 @@ def run_job(kind_name: str, params: dict, out_dir: Path, progress: Progress | No
         missing = [f for f in result.files if not (tmp / f).is_file()]
         if missing:
             raise RuntimeError(f"job kind {kind_name!r} listed files it did not write: {missing[:3]}")
+        publish_dir_mode(tmp)
         publish(tmp, out_dir)
         return result
     finally:

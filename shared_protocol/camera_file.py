@@ -22,11 +22,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .atomic import atomic_write_json
 
 VERSION = 1
 CONVENTION = "blender"
@@ -173,16 +174,7 @@ def write(path: str | os.PathLike, doc: dict) -> None:
     """Validate ``doc`` and write it atomically (temporary file in the same folder + rename)."""
     doc = validate(_jsonable(doc))
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=".cameras-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_json(path, doc)
 
 
 def make_document(width: int, height: int, fps: float, matrices, focal_px, principal_point_px,

@@ -8,8 +8,6 @@ not thread-safe: one thread owns a Client.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import time
 from collections import deque
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Callable, Iterator
 import zmq
 
 from . import PROTOCOL_VERSION
+from .atomic import atomic_write_bytes
 from .messages import FINAL_STATES
 from .wire import Message, ProtocolError, check_version, decode, encode
 
@@ -195,17 +194,7 @@ class Client:
         digest = hashlib.sha256(raw).hexdigest()
         if reply.content.get("sha256") and digest != reply.content["sha256"]:
             raise BackendError("bad_message", f"checksum mismatch for {name}")
-        dest = Path(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(raw)
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return dest
+        return atomic_write_bytes(dest, raw)
 
     def ping(self, timeout: float | None = None) -> float:
         """Round trip time in seconds."""

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from shared_protocol.atomic import atomic_write_bytes
 
 HERE = Path(__file__).resolve().parent
 
@@ -109,18 +110,7 @@ def write_clip(out: Path, threads: int = 2) -> tuple[Path, Path]:
     return clip, cams
 
 
-def _atomic_bytes(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+_atomic_bytes = atomic_write_bytes
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from backend.fileutil import atomic_write_json, sha256_file
+from backend.fileutil import sha256_file
+from shared_protocol.atomic import atomic_write_json
 from shared_protocol.messages import FINAL_STATES
 
 
