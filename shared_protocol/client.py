@@ -135,6 +135,8 @@ class Client:
         try:
             return decode(frames)
         except ProtocolError as exc:
+            if exc.code == "version_mismatch":
+                raise BackendError("version_mismatch", str(exc), "upgrade the older of the add-on and the backend") from None
             return Message("error", {"code": exc.code, "message": f"undecodable message from the server: {exc}",
                                      "hint": ""})
 

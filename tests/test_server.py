@@ -221,3 +221,32 @@ def test_shutdown_requires_the_admin_token(tmp_path):
         assert srv.proc.wait(10) == 0
     finally:
         srv.stop()
+
+
+def test_client_refuses_a_server_of_another_major_version():
+    import threading
+
+    import zmq
+
+    from shared_protocol.wire import decode, encode
+
+    ctx = zmq.Context.instance()
+    router = ctx.socket(zmq.ROUTER)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+
+    def fake_server():
+        ident, *frames = router.recv_multipart()
+        hello = decode(frames)
+        welcome = Message("welcome", {"server_version": "9.0", "device": "cpu", "kinds": {},
+                                      "max_message_bytes": 1 << 20}, parent=hello.msg_id, protocol="2.0")
+        router.send_multipart([ident, *encode(welcome)])
+
+    t = threading.Thread(target=fake_server)
+    t.start()
+    try:
+        with pytest.raises(BackendError) as info:
+            Client(f"tcp://127.0.0.1:{port}", timeout=5).connect()
+        assert info.value.code == "version_mismatch" and "2.0" in info.value.message
+    finally:
+        t.join(5)
+        router.close(0)
