@@ -85,3 +85,10 @@ def test_full_batch_run_against_live_backend(tmp_path):
     p = r["product"]
     assert abs(p["extent"][2] - 0.26) < 1e-5 * 0.26
     assert abs(p["min_height"]) < 1e-5
+    x, y, depth = p["first_frame_ndc"]
+    # placed where the first frame's optical axis meets the ground, so it is seen at the
+    # principal point (float32 maths: ~1e-6 of the image size)
+    first = min((f for f in solve["frames"] if f.get("registered", True)), key=lambda f: f["frame"])
+    cx, cy = first["principal_point_px"]
+    assert depth > 0
+    assert abs(x - cx / 320) < 1e-4 and abs(y - (1 - cy / 180)) < 1e-4, (p["first_frame_ndc"], cx, cy)

@@ -45,6 +45,11 @@ if roots:
     heights = (w - gw[:3, 3]) @ n
     rot = np.array(root.matrix_world.to_quaternion().to_matrix())
     local = (w - np.array(root.matrix_world.translation)) @ rot
+    from bpy_extras.object_utils import world_to_camera_view
+
+    scene.frame_set(scene.frame_start)
+    ndc = world_to_camera_view(scene, cam, root.matrix_world.translation)
     report["product"] = {"name": root.name, "min_height": float(heights.min()),
-                         "extent": (local.max(0) - local.min(0)).tolist()}
+                         "extent": (local.max(0) - local.min(0)).tolist(),
+                         "first_frame_ndc": [ndc.x, ndc.y, ndc.z]}
 json.dump(report, open(out_path, "w"))
