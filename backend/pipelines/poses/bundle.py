@@ -138,15 +138,15 @@ def set_distortion(rec: pycolmap.Reconstruction, k1: float, k2: float) -> None:
 
 
 def distortion_is_significant(rec: pycolmap.Reconstruction, fixed_focal: bool, threads: int = -1,
-                              min_gain: float = 0.05) -> bool:
+                              min_gain: float = 0.05, px_scale: float = 1.0) -> bool:
     """True when estimating k1, k2 lowers the keyframe model's median reprojection error by
     more than ``min_gain`` (relative) compared with a distortion-free camera (the median, as
     the few gross outliers left at this stage would swamp a mean)."""
     free = pycolmap.Reconstruction(rec)
     none = pycolmap.Reconstruction(rec)
     set_distortion(none, 0.0, 0.0)
-    run_ba(free, _ba_options(fixed_focal, 1.0, threads, 30, 1e-6, refine_distortion=True))
-    run_ba(none, _ba_options(fixed_focal, 1.0, threads, 30, 1e-6, refine_distortion=False))
+    run_ba(free, _ba_options(fixed_focal, px_scale, threads, 30, 1e-6, refine_distortion=True))
+    run_ba(none, _ba_options(fixed_focal, px_scale, threads, 30, 1e-6, refine_distortion=False))
 
     def median(r):
         e = observation_errors(r)[:, 3]
@@ -157,15 +157,21 @@ def distortion_is_significant(rec: pycolmap.Reconstruction, fixed_focal: bool, t
 
 
 def adjust(rec: pycolmap.Reconstruction, fixed_focal: bool, threads: int = -1,
-           max_error_px: float = 2.0, rounds: int = 2, refine_distortion: bool = True) -> dict:
-    """Robust BA, drop observations over ``max_error_px``, BA again; returns counts."""
+           max_error_px: float = 2.0, rounds: int = 2, refine_distortion: bool = True,
+           px_scale: float = 1.0) -> dict:
+    """Robust BA, drop observations over ``max_error_px``, BA again; returns counts.
+
+    ``px_scale`` (full-resolution pixels per solve pixel) scales the robust loss and the
+    outlier threshold, which are meant in solve pixels.
+    """
+    max_error_px *= px_scale
     removed = 0
     if not refine_distortion:
         set_distortion(rec, 0.0, 0.0)
     n = rec.num_reg_images()
     for r in range(rounds):
         if r == 0:
-            run_ba(rec, _ba_options(fixed_focal, 1.0, threads, 25, 1e-6, refine_distortion, n))
+            run_ba(rec, _ba_options(fixed_focal, px_scale, threads, 25, 1e-6, refine_distortion, n))
         else:
             run_ba(rec, _ba_options(fixed_focal, None, threads, refine_distortion=refine_distortion,
                                     n_frames=n))

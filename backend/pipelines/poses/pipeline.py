@@ -103,14 +103,13 @@ def solve(input_path: str | Path, options: SolveOptions | None = None,
             prog.stage("track", "tracks do not connect the frames: switching to SIFT matching")
     timings["track"] = time.perf_counter() - t
 
-    scale_px = info.width / sw
-    noise_px = 0.5 * scale_px
+    px_scale = info.width / sw
     stats: dict = {"n_frames": n_frames, "solve_size": [sw, sh], "matcher": matcher,
                    "input": name, "rotation_only": False}
     if matcher == "klt":
-        result = _solve_tracks(tracks, opts, prog, stats, timings, noise_px, name)
+        result = _solve_tracks(tracks, opts, prog, stats, timings, px_scale, name)
     else:
-        result = _solve_sift(path, n_frames, info, opts, prog, stats, timings, name)
+        result = _solve_sift(path, n_frames, info, opts, prog, stats, timings, px_scale, name)
     c2w_cv, registered, errors, camera_params, points, rgb, lengths = result
 
     prog.stage("ground_plane", "fitting the ground plane")
@@ -157,7 +156,7 @@ def _tracking_broken(tracks, min_survival: float = 0.5) -> bool:
     return not survival or float(np.median(survival)) < min_survival
 
 
-def _solve_tracks(tracks, opts, prog, stats, timings, noise_px, name):
+def _solve_tracks(tracks, opts, prog, stats, timings, px_scale, name):
     n = len(tracks)
     prog.stage("keyframes", "choosing keyframes")
     t = time.perf_counter()
@@ -167,18 +166,20 @@ def _solve_tracks(tracks, opts, prog, stats, timings, noise_px, name):
 
     if opts.rotation_check:
         t = time.perf_counter()
-        model = rotation.detect_pure_rotation(tracks, keys, opts.focal_px, noise_px)
+        model = rotation.detect_pure_rotation(tracks, keys, opts.focal_px, 0.5 * px_scale)
         timings["rotation_check"] = time.perf_counter() - t
         if model is not None:
-            return _finish_rotation(tracks, model, keys, prog, stats, timings)
+            return _finish_rotation(tracks, model, keys, prog, stats, timings, px_scale)
 
     prog.stage("sfm", f"solving {len(keys)} keyframes")
     t = time.perf_counter()
     pairs = keyframes.keyframe_pairs(tracks, keys)
     camera = sfm.make_camera(tracks.width, tracks.height, opts.focal_px)
-    rec = sfm.require_model(sfm.solve_tracks(tracks, keys, pairs, camera, opts.threads), name)
+    rec = sfm.require_model(sfm.solve_tracks(tracks, keys, pairs, camera, opts.threads,
+                                             px_scale=px_scale), name)
     stats["n_keyframes_registered"] = rec.num_reg_images()
-    distortion = bundle.distortion_is_significant(rec, camera.has_prior_focal_length, opts.threads)
+    distortion = bundle.distortion_is_significant(rec, camera.has_prior_focal_length, opts.threads,
+                                                  px_scale=px_scale)
     if not distortion:
         bundle.set_distortion(rec, 0.0, 0.0)
     timings["sfm"] = time.perf_counter() - t
@@ -188,14 +189,15 @@ def _solve_tracks(tracks, opts, prog, stats, timings, noise_px, name):
     t2p = register.track_points(rec, tracks)
     poses = register.registered_poses(rec)
     todo = [p for p in range(n) if p not in poses]
-    poses.update(register.register_frames(rec, tracks, t2p, todo, progress=prog))
+    poses.update(register.register_frames(rec, tracks, t2p, todo, max_error_px=4.0 * px_scale,
+                                          progress=prog))
     timings["register"] = time.perf_counter() - t
 
     prog.stage("bundle_adjust", f"bundle adjustment over {len(poses)} frames")
     t = time.perf_counter()
     full = bundle.build_model(rec, tracks, poses, t2p)
     stats.update(bundle.adjust(full, fixed_focal=camera.has_prior_focal_length, threads=opts.threads,
-                               refine_distortion=distortion))
+                               refine_distortion=distortion, px_scale=px_scale))
     timings["bundle_adjust"] = time.perf_counter() - t
 
     def colour(pos, idx):
@@ -204,7 +206,7 @@ def _solve_tracks(tracks, opts, prog, stats, timings, noise_px, name):
     return _collect(full, n, colour)
 
 
-def _solve_sift(path, n, info, opts, prog, stats, timings, name):
+def _solve_sift(path, n, info, opts, prog, stats, timings, px_scale, name):
     prog.stage("sfm", f"SIFT structure from motion on {n} images")
     t = time.perf_counter()
     camera = sfm.make_camera(info.width, info.height, opts.focal_px)
@@ -212,16 +214,18 @@ def _solve_sift(path, n, info, opts, prog, stats, timings, name):
         iter_frames(path, opts.start, opts.stop, opts.stride, opts.max_frames, opts.max_size)))
     rec, colours = sfm.solve_sift(frames, (info.width, info.height), camera,
                                   sequential=not info.is_image_folder, threads=opts.threads,
-                                  on_frame=lambda pos: prog.update(0.5 * (pos + 1) / n))
+                                  on_frame=lambda pos: prog.update(0.5 * (pos + 1) / n),
+                                  px_scale=px_scale)
     rec = sfm.require_model(rec, name)
     stats["n_keyframes"] = n
-    distortion = bundle.distortion_is_significant(rec, camera.has_prior_focal_length, opts.threads)
+    distortion = bundle.distortion_is_significant(rec, camera.has_prior_focal_length, opts.threads,
+                                                  px_scale=px_scale)
     timings["sfm"] = time.perf_counter() - t
     prog.stage("register", "registered by the mapper")
     prog.stage("bundle_adjust", f"bundle adjustment over {rec.num_reg_images()} images")
     t = time.perf_counter()
     stats.update(bundle.adjust(rec, fixed_focal=camera.has_prior_focal_length, threads=opts.threads,
-                               refine_distortion=distortion))
+                               refine_distortion=distortion, px_scale=px_scale))
     timings["bundle_adjust"] = time.perf_counter() - t
 
     def colour(pos, idx):
@@ -254,11 +258,11 @@ def _collect(rec, n, colour):
             np.array(rgb).reshape(-1, 3).round().astype(np.uint8), np.array(lengths, np.int32))
 
 
-def _register_rotation_all(tracks, model, prog):
+def _register_rotation_all(tracks, model, prog, px_scale):
     n = len(tracks)
     rots, errors = {}, np.full(n, np.nan)
     for p in range(n):
-        got = rotation.register_rotation(tracks, model, p)
+        got = rotation.register_rotation(tracks, model, p, max_error_px=3.0 * px_scale)
         if got is not None:
             rots[p], errors[p] = got
         elif p in model.rotations and len(tracks.frames[p].ids) >= 30:
@@ -268,7 +272,7 @@ def _register_rotation_all(tracks, model, prog):
     return rots, errors
 
 
-def _finish_rotation(tracks, model, keys, prog, stats, timings):
+def _finish_rotation(tracks, model, keys, prog, stats, timings, px_scale):
     n = len(tracks)
     stats["rotation_only"] = True
     stats["n_keyframes_registered"] = len(model.rotations)
@@ -276,7 +280,7 @@ def _finish_rotation(tracks, model, keys, prog, stats, timings):
     prog.stage("sfm", "rotation-only solve (pure rotation detected)")
     prog.stage("register", "registering all frames (rotation only)")
     t = time.perf_counter()
-    rots, errors = _register_rotation_all(tracks, model, prog)
+    rots, errors = _register_rotation_all(tracks, model, prog, px_scale)
     timings["register"] = time.perf_counter() - t
     prog.stage("bundle_adjust", "rotation-only adjustment done jointly over the keyframes")
     c2w = {}

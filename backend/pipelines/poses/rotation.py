@@ -96,8 +96,10 @@ def estimate_focal(tracks: Tracks, keys: list[int], c: np.ndarray) -> float:
 
 
 def fit_rotation_only(tracks: Tracks, frames: list[int], focal: float | None,
-                      fixed_focal: bool = False, min_track: int = 2) -> RotationModel | None:
-    """Joint least squares of rotations, focal, k1 and track directions over ``frames``."""
+                      fixed_focal: bool = False, min_track: int = 2,
+                      loss_scale_px: float = 1.0) -> RotationModel | None:
+    """Joint least squares of rotations, focal, k1 and track directions over ``frames``
+    (Huber loss with scale ``loss_scale_px``)."""
     c = np.array([tracks.width / 2.0, tracks.height / 2.0])
     f0 = focal or estimate_focal(tracks, frames, c)
     # Chain rotations between consecutive frames.
@@ -166,7 +168,7 @@ def fit_rotation_only(tracks: Tracks, frames: list[int], focal: float | None,
             sparsity[2 * rows + k, 3 * (nf - 1) + 2 * tix + j] = 1
         for j in range(n_intr if not fixed_focal else 1):
             sparsity[2 * rows + k, len(x0) - 1 - j] = 1
-    res = least_squares(residuals, x0, jac_sparsity=sparsity.tocsr(), loss="huber", f_scale=1.0,
+    res = least_squares(residuals, x0, jac_sparsity=sparsity.tocsr(), loss="huber", f_scale=loss_scale_px,
                         x_scale="jac", method="trf", max_nfev=60)
     rv, ang, f, k1 = unpack(res.x)
     err = np.linalg.norm(res.fun.reshape(-1, 2), axis=1)
@@ -239,7 +241,7 @@ def detect_pure_rotation(tracks: Tracks, keys: list[int], focal: float | None,
     ``3 * noise_px`` RMS; None when the camera translated (or the model cannot be fitted)."""
     if len(keys) < 2 or not homography_explains(tracks, keys, 3.0 * noise_px):
         return None
-    model = fit_rotation_only(tracks, keys, focal, fixed_focal=bool(focal))
+    model = fit_rotation_only(tracks, keys, focal, fixed_focal=bool(focal), loss_scale_px=2.0 * noise_px)
     if model is None or model.rms_px > 3.0 * noise_px:
         return None
     return model

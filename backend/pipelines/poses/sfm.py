@@ -42,7 +42,10 @@ def position_of(name: str) -> int:
     return int(name)
 
 
-def _mapper_options(num_keyframes: int, fixed_focal: bool, threads: int) -> pycolmap.IncrementalPipelineOptions:
+def _mapper_options(num_keyframes: int, fixed_focal: bool, threads: int,
+                    px_scale: float = 1.0) -> pycolmap.IncrementalPipelineOptions:
+    """Mapper settings for video keyframes; pixel thresholds are COLMAP's defaults (meant for
+    the solve resolution) times ``px_scale``, as keypoints are in full-resolution pixels."""
     opts = pycolmap.IncrementalPipelineOptions()
     opts.extract_colors = False
     opts.num_threads = threads
@@ -56,6 +59,12 @@ def _mapper_options(num_keyframes: int, fixed_focal: bool, threads: int) -> pyco
     opts.mapper.abs_pose_min_num_inliers = 20
     opts.triangulation.ignore_two_view_tracks = False
     opts.random_seed = 0
+    m = opts.mapper
+    m.init_max_error *= px_scale
+    m.abs_pose_max_error *= px_scale
+    m.filter_max_reproj_error *= px_scale
+    opts.triangulation.merge_max_reproj_error *= px_scale
+    opts.triangulation.complete_max_reproj_error *= px_scale
     return opts
 
 
@@ -75,8 +84,8 @@ def _run_mapper(db_path: Path, work: Path, opts) -> pycolmap.Reconstruction | No
 
 
 def solve_tracks(tracks: Tracks, keys: list[int], pairs: list[tuple[int, int]],
-                 camera: pycolmap.Camera, threads: int = -1,
-                 scratch: Path | None = None) -> pycolmap.Reconstruction | None:
+                 camera: pycolmap.Camera, threads: int = -1, scratch: Path | None = None,
+                 px_scale: float = 1.0) -> pycolmap.Reconstruction | None:
     """Reconstruct the keyframes from shared KLT tracks. Image names are frame positions."""
     quiet_colmap()
     with tempfile.TemporaryDirectory(prefix="splatstage-sfm-", dir=scratch) as tmp:
@@ -91,7 +100,7 @@ def solve_tracks(tracks: Tracks, keys: list[int], pairs: list[tuple[int, int]],
             db.write_keypoints(iid, tracks.frames[pos].xy.astype(np.float32))
         tvg_opts = pycolmap.TwoViewGeometryOptions()
         tvg_opts.detect_watermark = False
-        tvg_opts.ransac.max_error = 2.0
+        tvg_opts.ransac.max_error = 2.0 * px_scale
         tvg_opts.ransac.random_seed = 0
         for a, b in pairs:
             ia, ib = tracks.common(a, b)
@@ -108,12 +117,12 @@ def solve_tracks(tracks: Tracks, keys: list[int], pairs: list[tuple[int, int]],
             db.write_two_view_geometry(image_ids[a], image_ids[b], tvg)
         db.close()
         return _run_mapper(db_path, work, _mapper_options(len(keys), camera.has_prior_focal_length,
-                                                         threads))
+                                                         threads, px_scale))
 
 
 def solve_sift(frames, full_size: tuple[int, int], camera: pycolmap.Camera, sequential: bool,
                overlap: int = 10, threads: int = -1, max_features: int = 8192,
-               scratch: Path | None = None, on_frame=None):
+               scratch: Path | None = None, on_frame=None, px_scale: float = 1.0):
     """Reconstruct from SIFT features of ``frames`` (an iterable of ``(position, rgb)`` at any
     size, consumed one at a time) matched by pycolmap.
 
@@ -160,7 +169,7 @@ def solve_sift(frames, full_size: tuple[int, int], camera: pycolmap.Camera, sequ
             pycolmap.match_sequential(str(db_path), match, pairing, device=pycolmap.Device.cpu)
         else:
             pycolmap.match_exhaustive(str(db_path), match, device=pycolmap.Device.cpu)
-        opts = _mapper_options(len(colours), camera.has_prior_focal_length, threads)
+        opts = _mapper_options(len(colours), camera.has_prior_focal_length, threads, px_scale)
         opts.mapper.init_min_tri_angle = 8.0
         opts.triangulation.ignore_two_view_tracks = True
         return _run_mapper(db_path, work, opts), colours
