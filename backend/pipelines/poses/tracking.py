@@ -76,7 +76,7 @@ class KLTTracker:
         self.fb_max = fb_max_px
         self.window, self.levels = window, levels
         self.lk = dict(winSize=(window, window), maxLevel=levels,
-                       criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
+                       criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 0.05))
         self.anchor_lk = dict(winSize=(anchor_window, anchor_window), maxLevel=1,
                               criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.003))
         self.anchor_frames = anchor_frames
