@@ -96,6 +96,20 @@ def test_focal_mm_is_converted(clip, tmp_path):
     assert result.arrays["focal_px"][0] == pytest.approx(280.0)
 
 
+def test_known_distance_between_points(clip, tmp_path):
+    src, _ = clip
+    out = tmp_path / "o"
+    out.mkdir()
+    result = job.run({"input": str(src / "clip.mp4"), "threads": 2, "max_frames": 12,
+                      "scale_points": [3, 40], "scale_distance": 1.25}, out, Progress())
+    xyz, _, _ = read_points(out / "points.ply")
+    assert np.linalg.norm(xyz[3] - xyz[40]) == pytest.approx(1.25, rel=1e-5)
+    assert result.summary["scale_source"] == "known_distance_points"
+    with pytest.raises(JobError, match="not two of the"):
+        job.run({"input": str(src / "clip.mp4"), "threads": 2, "max_frames": 12,
+                 "scale_points": [3, 10 ** 6], "scale_distance": 1.0}, tmp_path / "x", Progress())
+
+
 def test_failure_leaves_out_dir_empty(tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_text("not a video")

@@ -322,6 +322,8 @@ def _to_world(info, sources, c2w_cv, registered, errors, params, points, rgb, le
         points = points * (POINTS_AT_INFINITY_RADIUS / s)
         stats["points_at_infinity_radius"] = POINTS_AT_INFINITY_RADIUS
         stats["scale_source"] = "camera_height"
+        if opts.scale_distance and opts.scale_ids:
+            stats["scale_note"] = "known distance ignored: a pure rotation has no baseline"
         stats["ground_plane_found"] = False
     else:
         plane = ground.fit_ground_plane(points, c2w_cv[registered])
