@@ -81,8 +81,12 @@ def _video_stream_line(text: str) -> str | None:
     return None
 
 
-def probe(path: str | Path) -> VideoInfo:
-    """Size (as displayed), fps, exact frame count and rotation of a video file or image folder."""
+def probe(path: str | Path, count: bool = True) -> VideoInfo:
+    """Size (as displayed), fps, frame count and rotation of a video file or image folder.
+
+    With ``count`` the frame count is exact (the stream is decoded once, which takes a while
+    for long videos); without it, it is estimated from the duration and frame rate.
+    """
     path = Path(path)
     if not path.exists():
         raise JobError(f"input not found: {path}", code="bad_input")
@@ -105,14 +109,17 @@ def probe(path: str | Path) -> VideoInfo:
     rotation = _rotation_from_header(text)
     if rotation in (90, 270):
         w, h = h, w
-    count = _count_frames(path)
-    if count == 0:
-        raise JobError(f"video has no decodable frames: {path}", code="bad_input")
-    fps = 0.0
     m = re.search(r"Duration: (\d+):(\d+):([\d.]+)", text)
     duration = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3)) if m else 0.0
     m = re.search(r"([\d.]+) fps", line)
     stream_fps = float(m.group(1)) if m else 0.0
+    if count:
+        count = _count_frames(path)
+        if count == 0:
+            raise JobError(f"video has no decodable frames: {path}", code="bad_input")
+    else:
+        count = max(1, int(round(duration * stream_fps))) if duration > 0 and stream_fps > 0 else 0
+    fps = 0.0
     if duration > 0:
         fps = count / duration
         if stream_fps > 0 and abs(fps - stream_fps) / stream_fps < 0.02:
@@ -195,7 +202,7 @@ def iter_frames(path: str | Path, start: int = 0, stop: int | None = None, strid
 def _iter_video(path, start, stop, stride, max_frames, max_size):
     import imageio_ffmpeg
 
-    info = probe(path)
+    info = probe(path, count=False)
     w, h = scaled_size(info.width, info.height, max_size)
     out_params = ["-fps_mode", "passthrough", "-an", "-sn"]
     if (w, h) != (info.width, info.height):

@@ -69,7 +69,7 @@ def solve(input_path: str | Path, options: SolveOptions | None = None,
     timings = {}
 
     prog.stage("decode", f"probing {path.name}")
-    info = probe(path)
+    info = probe(path, count=False)
     if opts.focal_mm and not opts.focal_px:
         if not opts.sensor_width_mm:
             raise JobError("focal_mm needs sensor_width_mm", code="bad_params")
