@@ -12,13 +12,16 @@ except ImportError:  # imported outside Blender: only the bpy-free ``core`` is u
     bpy = None
 
 if bpy is not None:
-    from . import operators, panels, preferences, properties
+    from . import camera_paths_bpy, operators, panels, preferences, properties
     from .blender import link_state
+    from .splats import operators as splat_operators
 
     classes = (
         *properties.classes,
         *preferences.classes,
         *operators.classes,
+        *splat_operators.classes,
+        *camera_paths_bpy.classes,
         *panels.classes,
     )
 

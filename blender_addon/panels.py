@@ -104,27 +104,36 @@ class SPLATSTAGE_PT_product(_Panel, bpy.types.Panel):
         col.operator("splatstage.insert_product")
 
 
-class _Placeholder(_Panel):
+class SPLATSTAGE_PT_reconstruction(_Panel, bpy.types.Panel):
+    bl_label = "Reconstruction"
     bl_options = {"DEFAULT_CLOSED"}
-    text = ""
 
     def draw(self, context):
-        self.layout.label(text=self.text)
+        col = self.layout.column()
+        col.label(text="Backend reconstruction: not in the add-on yet")
+        col.operator("splatstage.import_splats")
+        col.operator("splatstage.splat_display")
 
 
-class SPLATSTAGE_PT_reconstruction(_Placeholder, bpy.types.Panel):
-    bl_label = "Reconstruction"
-    text = "Gaussian-splat reconstruction: not available yet"
-
-
-class SPLATSTAGE_PT_stereo(_Placeholder, bpy.types.Panel):
+class SPLATSTAGE_PT_stereo(_Panel, bpy.types.Panel):
     bl_label = "Stereo"
-    text = "Stereo video: not available yet"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        self.layout.label(text="Stereo video: not in the add-on yet")
 
 
-class SPLATSTAGE_PT_render(_Placeholder, bpy.types.Panel):
+class SPLATSTAGE_PT_render(_Panel, bpy.types.Panel):
     bl_label = "Render"
-    text = "Splat + product render: not available yet"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        col = self.layout.column()
+        col.operator("splatstage.add_camera_path")
+        row = col.row(align=True)
+        row.operator("splatstage.import_camera_path", text="Import Path")
+        row.operator("splatstage.export_camera_path", text="Export Path")
+        col.label(text="Splat + product render: not in the add-on yet")
 
 
 def draw_status_bar(self, context) -> None:

@@ -91,7 +91,7 @@ def test_installs_and_enables(installed):
     assert installed.get("install") == ["FINISHED"], installed.get("install_error")
     first = installed["steps"][0]
     assert first["enabled"] and first["scene_prop"] and first["operators_callable"]
-    assert "SPLATSTAGE_PT_backend" in first["registered"]
+    assert {"SPLATSTAGE_PT_backend", "SPLATSTAGE_OT_import_splats", "SPLATSTAGE_OT_add_camera_path"} <= set(first["registered"])
     assert "preferences:tcp://127.0.0.1:5555" in first["registered"]
     assert first["protocol_module"].endswith("splatstage.shared_protocol"), "uses the vendored protocol"
     assert first["status_draw"] == 1

@@ -22,7 +22,9 @@ def state(label):
     import threading
 
     registered = [name for name in ("SPLATSTAGE_OT_import_cameras", "SPLATSTAGE_OT_insert_product",
-                                    "SPLATSTAGE_PT_backend", "SPLATSTAGE_PT_camera_solve")
+                                    "SPLATSTAGE_OT_import_splats", "SPLATSTAGE_OT_add_camera_path",
+                                    "SPLATSTAGE_PT_backend", "SPLATSTAGE_PT_camera_solve",
+                                    "SPLATSTAGE_PT_render")
                   if hasattr(bpy.types, name)]
     addon = bpy.context.preferences.addons.get(MODULE)
     if addon is not None and addon.preferences is not None:

@@ -54,7 +54,7 @@ def draw_panels():
 
     log = []
     for cls in panels.classes:
-        fake_self = type("P", (), {"layout": Layout(log), "text": getattr(cls, "text", "")})()
+        fake_self = type("P", (), {"layout": Layout(log)})()
         cls.draw(fake_self, bpy.context)
     panels.draw_status_bar(type("H", (), {"layout": Layout(log)})(), bpy.context)
     return log
