@@ -64,7 +64,8 @@ def wheel_matches(name: str, python: str, platform: str) -> bool:
 
 def fetch_wheels(cache: Path, version: str, offline: bool) -> list[Path]:
     """One pyzmq wheel per (Python, platform), from the cache or downloaded into it."""
-    cache.mkdir(parents=True, exist_ok=True)
+    if not offline:
+        cache.mkdir(parents=True, exist_ok=True)
     chosen: list[Path] = []
     for python in PYTHONS:
         for platform, tags in PLATFORMS.items():
