@@ -173,7 +173,8 @@ def test_points_video_and_ground_plane(tmp_path):
     doc = {"version": 1, "convention": "blender", "width": w, "height": h, "fps": 25.0,
            "frames": [{"frame": i, "source": str(i), "matrix_world": m.tolist(), "focal_px": 80.0,
                        "principal_point_px": [48.0, 32.0]} for i, m in enumerate(mats)],
-           "ground_plane": {"point": [0.0, 0.0, -0.5], "normal": normal.tolist()}}
+           "ground_plane": {"point": [0.0, 0.0, -0.5], "normal": normal.tolist()},
+           "distortion": {"model": "radial2", "k1": -0.1, "k2": 0.02}}
     (tmp_path / "cameras.json").write_text(json.dumps(doc))
     rng = np.random.default_rng(1)
     xyz = rng.normal(size=(500, 3)).astype(np.float32)
@@ -192,6 +193,10 @@ def test_points_video_and_ground_plane(tmp_path):
     assert np.allclose(r["ground_origin"], [0, 0, -0.5], atol=1e-6)
     assert r["shadow_catcher"] is True
     assert r["bg_source"] == "MOVIE_CLIP" and r["show_bg"]
+    assert r["undistorted"] is True
+    model, k1, k2, pp, fpx = r["clip_lens"]
+    assert model == "POLYNOMIAL" and np.allclose([k1, k2, fpx], [-0.1, 0.02, 80.0], atol=1e-6)
+    assert np.allclose(pp, [48.0, h - 32.0], atol=1e-4)
     assert Path(r["clip_path"]).resolve() == (tmp_path / "clip.mp4").resolve()
     assert r["clip_start"] == 1 and r["clip_size"] == [w, h]
     assert r["frame_range"] == [1, n]
@@ -200,3 +205,32 @@ def test_points_video_and_ground_plane(tmp_path):
     assert "broken.mp4: Blender cannot" in r["broken_video_error"]
     assert r["broken_video_leftovers"] == {}, "camera, points, ground, actions and clip rolled back"
     assert r["handler"] == {"camera": True, "summary": "registered: 6", "points": 1, "clip": True}
+
+
+def test_clip_lens_undistorts_footage_onto_the_pinhole_image(tmp_path):
+    """The lens written onto the movie clip (radial2 -> Blender POLYNOMIAL, principal point
+    flipped to Blender's bottom-left origin) makes Blender's own undistortion move image
+    features from their distorted positions back to the pinhole positions.
+
+    Blobs (sigma 1.2 px) are drawn at radial2-distorted positions of known pinhole pixels; the
+    distortion moves them up to ~4 px. After undistortion their centroids must be within
+    0.2 px of the pinhole pixels (centroiding 8-bit blobs after bilinear resampling is good to
+    ~0.05 px; a principal point off by the flip would leave errors above 1 px).
+    """
+    w, h, f, cx, cy, k1, k2 = 160, 120, 110.0, 83.3, 57.9, -0.25, 0.08
+    und = np.array([[30, 25], [130, 28], [80, 60], [35, 95], [128, 100], [60, 40], [105, 80]], float)
+    x, y = (und[:, 0] - cx) / f, (und[:, 1] - cy) / f
+    r2 = x * x + y * y
+    d = 1 + k1 * r2 + k2 * r2 * r2
+    dist = np.stack([cx + f * x * d, cy + f * y * d], 1)
+    assert np.abs(dist - und).max() > 3.0, "the test needs a distortion well above the tolerance"
+    yy, xx = np.mgrid[0:h, 0:w] + 0.5
+    img = sum(np.exp(-((xx - u) ** 2 + (yy - v) ** 2) / (2 * 1.2 ** 2)) for u, v in dist)
+    np.save(tmp_path / "dist.npy", img)
+    out = tmp_path / "und.json"
+    run_script("undistort_clip.py", out, tmp_path / "dist.npy", w, h, f, cx, cy, k1, k2, user_dir=tmp_path / "u")
+    px = np.array(json.loads(out.read_text())["pixels"])
+    for u, v in und:
+        win = px * ((abs(xx - u) < 4) & (abs(yy - v) < 4))
+        got = np.array([(win * xx).sum(), (win * yy).sum()]) / win.sum()
+        assert np.hypot(*(got - (u, v))) < 0.2, (u, v, got)

@@ -68,7 +68,25 @@ def create_camera(track: CameraTrack, name: str = "Splatstage Camera", collectio
     return obj
 
 
-def attach_movie_clip(camera_obj, video: Path | str, frame_offset: int = 1):
+def set_clip_lens(clip, width: int, height: int, focal_px: float, cx: float, cy: float,
+                  k1: float = 0.0, k2: float = 0.0) -> None:
+    """Describe the footage's lens on the movie clip so Blender can undistort it.
+
+    cameras.json's ``radial2`` (COLMAP RADIAL: normalised (x, y) -> (x, y)(1 + k1 r^2 + k2 r^4))
+    is Blender's POLYNOMIAL model with k3 = 0. Blender measures the principal point from the
+    frame's bottom-left corner, cameras.json from the top-left.
+    """
+    cam = clip.tracking.camera
+    cam.units = "PIXELS"
+    cam.pixel_aspect = 1.0
+    cam.sensor_width = 36.0
+    cam.distortion_model = "POLYNOMIAL"
+    cam.focal_length_pixels = float(focal_px)
+    cam.principal_point_pixels = (float(cx), float(height) - float(cy))
+    cam.k1, cam.k2, cam.k3 = float(k1), float(k2), 0.0
+
+
+def attach_movie_clip(camera_obj, video: Path | str, frame_offset: int = 1, lens: dict | None = None):
     """Show ``video`` as the camera's background, frame 0 of the video at scene ``frame_offset``."""
     video = Path(video)
     if not video.is_file():
@@ -80,6 +98,8 @@ def attach_movie_clip(camera_obj, video: Path | str, frame_offset: int = 1):
     if clip.frame_duration <= 0 or clip.size[0] <= 0 or clip.size[1] <= 0:
         raise ValueError(f"{video}: Blender cannot decode this video")
     clip.frame_start = frame_offset
+    if lens is not None:
+        set_clip_lens(clip, **lens)
     cam = camera_obj.data
     cam.show_background_images = True
     bg = cam.background_images.new()
@@ -88,7 +108,8 @@ def attach_movie_clip(camera_obj, video: Path | str, frame_offset: int = 1):
     bg.alpha = 1.0
     bg.display_depth = "BACK"
     if hasattr(bg, "clip_user"):
-        bg.clip_user.use_render_undistorted = False
+        # show the footage undistorted so it lines up with the pinhole camera
+        bg.clip_user.use_render_undistorted = bool(lens and (lens.get("k1") or lens.get("k2")))
     return clip
 
 
@@ -150,7 +171,13 @@ def import_solve(scene, track: CameraTrack, *, video: Path | str | None = None,
     scene.camera = cam
     out["camera"] = cam
     if video:
-        out["clip"] = attach_movie_clip(cam, video, frame_offset)
+        radial2 = track.distortion.get("model", "radial2") == "radial2"
+        k1 = float(track.distortion.get("k1") or 0.0) if radial2 else 0.0
+        k2 = float(track.distortion.get("k2") or 0.0) if radial2 else 0.0
+        lens = {"width": track.width, "height": track.height, "focal_px": float(np.median(track.focal_px)),
+                "cx": float(np.median(track.principal_px[:, 0])), "cy": float(np.median(track.principal_px[:, 1])),
+                "k1": k1, "k2": k2}
+        out["clip"] = attach_movie_clip(cam, video, frame_offset, lens)
     extent = np.ptp(track.matrices[:, :3, 3], axis=0).max() if len(track.frames) > 1 else 0.0
     if points is not None and len(points[0]):
         out["points"] = create_point_cloud(points[0], points[1], f"{name} Points", coll)

@@ -44,6 +44,9 @@ out = {
     "clip_start": bg.clip.frame_start,
     "clip_size": list(bg.clip.size),
     "show_bg": cam.data.show_background_images,
+    "undistorted": bg.clip_user.use_render_undistorted,
+    "clip_lens": [bg.clip.tracking.camera.distortion_model, bg.clip.tracking.camera.k1, bg.clip.tracking.camera.k2,
+                  list(bg.clip.tracking.camera.principal_point_pixels), bg.clip.tracking.camera.focal_length_pixels],
     "frame_range": [scene.frame_start, scene.frame_end],
     "objects_in_collection": sorted(o.name for o in cam.users_collection[0].objects),
 }
