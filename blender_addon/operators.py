@@ -211,14 +211,16 @@ def finish_solve(scene_name: str, fetch_to: str, event) -> None:
         raise RuntimeError(f"scene {scene_name!r} no longer exists")
     cams = event.files.get("cameras.json") or str(Path(fetch_to) / "cameras.json")
     pts = event.files.get("points.ply", "")
+    footage = _abspath(scene.splatstage.video_path)
     with bpy.context.temp_override(scene=scene):
-        import_solve_files(bpy.context, cams, pts, _abspath(scene.splatstage.video_path))
+        import_solve_files(bpy.context, cams, pts, footage if Path(footage).is_file() else "")
     summary = event.content.get("summary") or {}
     scene.splatstage.solve_summary = ", ".join(f"{k}: {v}" for k, v in list(summary.items())[:6])
 
 
 class SPLATSTAGE_OT_solve_cameras(bpy.types.Operator):
-    """Run the camera solve on the backend, then import the cameras (waits in background mode)"""
+    """Run the camera solve on the backend for the footage (a video or an image folder), then
+    import the cameras (waits in background mode)"""
     bl_idname = "splatstage.solve_cameras"
     bl_label = "Solve Cameras"
 
@@ -231,8 +233,9 @@ class SPLATSTAGE_OT_solve_cameras(bpy.types.Operator):
 
     def execute(self, context):
         scene = context.scene
-        if not scene.splatstage.video_path or not Path(_abspath(scene.splatstage.video_path)).is_file():
-            self.report({"ERROR"}, f"{scene.splatstage.video_path or '(no video)'}: video not found")
+        source = Path(_abspath(scene.splatstage.video_path)) if scene.splatstage.video_path else None
+        if source is None or not (source.is_file() or source.is_dir()):
+            self.report({"ERROR"}, f"{scene.splatstage.video_path or '(no video)'}: video or image folder not found")
             return {"CANCELLED"}
         params, dest = _solve_params(scene), _solve_dir(scene)
         if bpy.app.background:

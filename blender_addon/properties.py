@@ -16,7 +16,8 @@ class SPLATSTAGE_PG_scene(bpy.types.PropertyGroup):
     """Footage, solve and product settings of one scene."""
 
     __slots__ = ()
-    video_path: StringProperty(name="Video", subtype="FILE_PATH", description="Footage to matchmove")
+    video_path: StringProperty(name="Video", subtype="FILE_PATH",
+                               description="Footage to matchmove: a video, or a folder of images for the solve")
     frame_start: IntProperty(name="Start", default=0, min=0, description="First video frame (0-based)")
     frame_end: IntProperty(name="End", default=-1, min=-1, description="Last video frame (-1: to the end)")
     stride: IntProperty(name="Stride", default=1, min=1, max=100, description="Use every n-th frame")
