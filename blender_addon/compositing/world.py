@@ -38,12 +38,15 @@ def setup(scene, image_path: str, exposure: float = 0.0, rotation_deg: float = 0
 
 
 def set_controls(world, exposure: float, rotation_deg: float) -> None:
-    """Exposure (EV) and rotation (degrees about +Z) of an environment world made by :func:`setup`."""
+    """Exposure (EV) and rotation of an environment world made by :func:`setup`: the map turns
+    by ``rotation_deg`` about world +Z (counter-clockwise seen from above: at 90 degrees what
+    lay towards +X lights from +Y)."""
     nt = world.node_tree
     bg = next(n for n in nt.nodes if n.type == "BACKGROUND")
     mapping = next(n for n in nt.nodes if n.type == "MAPPING")
     bg.inputs["Strength"].default_value = 2.0 ** float(exposure)
-    mapping.inputs["Rotation"].default_value = (0.0, 0.0, math.radians(float(rotation_deg)))
+    # the lookup vector turns by -angle, so the map's content turns by +angle
+    mapping.inputs["Rotation"].default_value = (0.0, 0.0, -math.radians(float(rotation_deg)))
     world["splatstage_exposure"] = float(exposure)
     world["splatstage_rotation_deg"] = float(rotation_deg)
 

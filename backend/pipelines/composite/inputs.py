@@ -23,8 +23,14 @@ IMPORTER_EXTENSIONS = (
 def _glb_check():
     """The add-on's bpy-free GLB validator, loaded by path (importing the ``blender_addon``
     package would import bpy into this process)."""
-    spec = importlib.util.spec_from_file_location("splatstage_glb_check", _GLB_CHECK)
+    import sys
+
+    name = "splatstage_glb_check"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, _GLB_CHECK)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # dataclasses look their module up while the class is created
     spec.loader.exec_module(mod)
     return mod
 
