@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU machine check for the Gaussian-splat reconstruction:
 #   1. builds gsplat's CUDA extension (JIT, about a minute the first time) into the project
-#      cache, .cache/torch_extensions (override with TORCH_EXTENSIONS_DIR), so later runs reuse it;
+#      cache, ${SPLATSTAGE_CACHE:-.cache}/torch_extensions (or TORCH_EXTENSIONS_DIR), where the
+#      backend looks for it too, so later runs reuse it;
 #   2. checks it: a tiny rasterization on the GPU;
 #   3. runs the GPU tests (pytest -m gpu).
 # Usage: scripts/gpu_check.sh [extra pytest args]   (run from anywhere; needs nvcc and a CUDA torch)
@@ -9,7 +10,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 PY="${PYTHON:-python3}"
-export TORCH_EXTENSIONS_DIR="${TORCH_EXTENSIONS_DIR:-$REPO/.cache/torch_extensions}"
+export TORCH_EXTENSIONS_DIR="${TORCH_EXTENSIONS_DIR:-${SPLATSTAGE_CACHE:-$REPO/.cache}/torch_extensions}"
 export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
 
 from backend.progress import JobError, Progress
 
+from .cache import cache_dir
 from .frames import load_frames
 from .outputs import splat_payload, write_outputs, write_refined_cameras
 from .scene import load_solve
@@ -18,12 +18,6 @@ from .trainer import TrainConfig, TrainResult, train
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def cache_dir() -> Path:
-    """The project's cache folder: ``$SPLATSTAGE_CACHE``, else ``.cache`` in the checkout."""
-    env = os.environ.get("SPLATSTAGE_CACHE")
-    return Path(env) if env else Path(__file__).resolve().parents[3] / ".cache"
 
 
 def checkpoint_dir_for(solve_dir: Path, cfg: TrainConfig, input_path: Path) -> Path:

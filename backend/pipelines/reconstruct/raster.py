@@ -2,15 +2,14 @@
 
 gsplat 1.5.3 compiles its CUDA extension on first use (about a minute on an H100). The build
 goes to ``$TORCH_EXTENSIONS_DIR``, which defaults here to the project cache
-(``<cache>/torch_extensions``, see :func:`backend.pipelines.reconstruct.cache_dir`), so every
+(``<cache>/torch_extensions``, see :mod:`backend.pipelines.reconstruct.cache`), so every
 process reuses one build; ``scripts/gpu_check.sh`` builds and checks it ahead of time.
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import torch
+
+from .cache import use_project_extension_cache
 
 BACKENDS = ("auto", "gsplat", "torch")
 
@@ -23,15 +22,6 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     if backend == "gsplat" and device.type != "cuda":
         raise ValueError("the gsplat rasterizer needs a CUDA device")
     return backend
-
-
-def use_project_extension_cache() -> Path:
-    """Point torch's JIT extension builds at the project cache unless already set."""
-    if "TORCH_EXTENSIONS_DIR" not in os.environ:
-        env = os.environ.get("SPLATSTAGE_CACHE")
-        root = Path(env) if env else Path(__file__).resolve().parents[3] / ".cache"
-        os.environ["TORCH_EXTENSIONS_DIR"] = str(root / "torch_extensions")
-    return Path(os.environ["TORCH_EXTENSIONS_DIR"])
 
 
 def rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, height,

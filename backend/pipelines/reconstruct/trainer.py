@@ -360,5 +360,9 @@ def train(solve: Solve, frames: FrameStore, cfg: TrainConfig, device: str | torc
                                         "max_rotation_deg": float(moved_r.max())}
     if tr.checkpoint_dir is not None and tr._ckpt_path().is_file():
         tr._ckpt_path().unlink()
+        try:
+            tr.checkpoint_dir.rmdir()
+        except OSError:
+            pass  # not empty: leave what else is there
     return TrainResult(splats=_as_splats(tr.params), metrics=metrics, viewmats=views,
                        holdout=tr.hold_ids, strip=ev.get("strip"), history=tr.history)
