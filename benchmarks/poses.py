@@ -212,7 +212,7 @@ def main(argv=None) -> int:
 
             f = 0.875 * args.width
             path = raycast_scene.handheld_path(args.frames, travel=1.2)
-            raycast_scene.write_clip(clip, path, f, args.width, args.height)
+            raycast_scene.write_clip(clip, path, f, args.width, args.height, supersample=1)
     res = {"machine": args.machine, "host": machine_description(args.threads), "note": args.note}
     if clip:
         truth = camera_file.read(clip / "truth.json")
