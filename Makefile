@@ -19,13 +19,15 @@ demo: $(STAMP)
 	$(VENV)/bin/splatstage demo
 
 test: $(STAMP)
+	$(PY) build_addon.py >/dev/null
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -x -p no:cacheprovider -m 'not gpu and not slow and not blender'
 
 test-blender-lts: $(STAMP)
-	bash tests/run_blender_lts.sh
+	$(PY) build_addon.py >/dev/null
+	PYTEST_PYTHON=$(abspath $(PY)) bash tests/run_blender_lts.sh
 
 addon: $(STAMP)
 	$(PY) build_addon.py
