@@ -139,7 +139,8 @@ def test_killed_training_resumes_from_checkpoint(solve_dir, tmp_path):
 def test_changed_options_do_not_resume_a_foreign_checkpoint(solve_dir, tmp_path):
     ckpt = tmp_path / "ckpt"
     cfg = small_config(steps=25, checkpoint_every=10, eval_every=0)
-    progress = Progress(lambda e: (e.get("extra") or {}).get("step") == 15 and progress.cancel())
+    progress = Progress(lambda e: (e.get("extra") or {}).get("step", 0) >= 15 and progress.cancel(),
+                        min_interval=0)
     with pytest.raises(Cancelled):
         reconstruct(solve_dir, tmp_path / "a", cfg, device="cpu", max_size=None, checkpoint_dir=ckpt,
                     progress=progress)
@@ -152,7 +153,8 @@ def test_changed_options_do_not_resume_a_foreign_checkpoint(solve_dir, tmp_path)
 
 
 def test_cancel_stops_training_and_writes_nothing(solve_dir, tmp_path):
-    progress = Progress(lambda e: (e.get("extra") or {}).get("step") == 3 and progress.cancel())
+    progress = Progress(lambda e: (e.get("extra") or {}).get("step", 0) >= 3 and progress.cancel(),
+                        min_interval=0)
     with pytest.raises(Cancelled):
         reconstruct(solve_dir, tmp_path / "out", small_config(steps=50), device="cpu", max_size=None,
                     checkpoint_dir=tmp_path / "ckpt", progress=progress)

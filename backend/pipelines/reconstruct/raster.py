@@ -24,6 +24,22 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
+def ensure_gsplat_cuda() -> None:
+    """Build or load gsplat's CUDA extension now; a clear JobError if it cannot be had."""
+    use_project_extension_cache()
+    try:
+        from gsplat.cuda._backend import _C
+    except Exception as exc:  # the JIT build raises compiler errors of several kinds
+        _C, why = None, str(exc).strip().splitlines()[-1:] or ["unknown error"]
+    else:
+        why = ["no CUDA toolkit (nvcc) found"]
+    if _C is None:
+        from backend.progress import JobError
+
+        raise JobError(f"gsplat's CUDA extension is unavailable: {why[0]}", code="gpu_unavailable",
+                       hint="run scripts/gpu_check.sh on the GPU machine, or use --device cpu")
+
+
 def rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
               backend: str = "auto", **kwargs):
     """Render like ``gsplat.rasterization`` (non-packed) with the chosen backend.

@@ -25,7 +25,7 @@ from ..splats_io import SH_C0, Splats
 from .adjust import Appearance, CameraAdjust, pose_change
 from .frames import FrameStore
 from .losses import photometric_loss, psnr, ssim
-from .raster import rasterize, resolve_backend
+from .raster import ensure_gsplat_cuda, rasterize, resolve_backend
 from .scene import Solve, scene_scale
 from .strategies import make_strategy
 
@@ -133,6 +133,8 @@ class Trainer:
         self.solve, self.frames, self.cfg, self.device = solve, frames, cfg, device
         self.progress = progress or Progress()
         self.backend = resolve_backend(cfg.backend, device)
+        if self.backend == "gsplat":
+            ensure_gsplat_cuda()
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         torch.manual_seed(cfg.seed)
         n = len(solve.sources)

@@ -15,7 +15,7 @@ import torch
 
 from backend.progress import JobError, Progress
 
-from ..reconstruct.raster import rasterize
+from ..reconstruct.raster import ensure_gsplat_cuda, rasterize, resolve_backend
 from ..reconstruct.scene import blender_to_viewmats
 from ..splats_io import Splats
 
@@ -87,6 +87,8 @@ def render_views(splats: Splats, cameras: Cameras, device: str | torch.device = 
     """Render every camera; returns float32 ``rgb`` [C,H,W,3], ``alpha`` [C,H,W] and
     ``depth`` [C,H,W]. Cameras go to the rasterizer ``batch`` at a time."""
     device = torch.device(device)
+    if resolve_backend(backend, device) == "gsplat":
+        ensure_gsplat_cuda()
     g = splats_to_tensors(splats, device)
     C, W, H = len(cameras.viewmats), cameras.width, cameras.height
     out = {"rgb": np.zeros((C, H, W, 3), np.float32), "alpha": np.zeros((C, H, W), np.float32),
