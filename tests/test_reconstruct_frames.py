@@ -94,3 +94,6 @@ def test_resize_scales_intrinsics_and_checks_size(solve, tmp_path):
     with pytest.raises(JobError, match="000000.png.*96x72.*100x72"):
         load_frames(s.input_path(), s.sources, 100, 72, s.K)
     assert doc["width"] == 96
+    # frames that would not fit the host budget are refused before decoding, with the size named
+    with pytest.raises(JobError, match="12 frames .* at 96x72 need 0.000249 GB, over the 1e-06 GB"):
+        load_frames(s.input_path(), s.sources, s.width, s.height, s.K, host_budget_gb=1e-6)

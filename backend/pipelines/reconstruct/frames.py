@@ -7,6 +7,7 @@ device budget; otherwise it stays in host memory and each step copies one frame 
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,19 +50,33 @@ def _undistort(img: np.ndarray, K: np.ndarray, k1: float, k2: float) -> np.ndarr
     return cv2.undistort(img, K_cv, np.array([k1, k2, 0.0, 0.0]))
 
 
+def host_memory_gb() -> float:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+    except (ValueError, OSError, AttributeError):
+        return 16.0
+
+
 def load_frames(input_path: Path, sources: list[str], width: int, height: int, K: np.ndarray,
                 k1: float = 0.0, k2: float = 0.0, max_size: int | None = None,
                 device: torch.device | str = "cpu", device_budget_gb: float = 4.0,
-                progress: Progress | None = None) -> FrameStore:
+                host_budget_gb: float | None = None, progress: Progress | None = None) -> FrameStore:
     """Decode the frames named by ``sources`` (video frame indices or image names) from
     ``input_path``; ``width``/``height``/``K`` are the solve's. Raises JobError naming the input
-    when a frame is missing or has the wrong size."""
+    when a frame is missing or has the wrong size, or when the decoded frames would not fit
+    ``host_budget_gb`` (default: half the machine's memory)."""
     import cv2
 
     input_path = Path(input_path)
     if not input_path.exists():
         raise JobError(f"footage not found: {input_path}", code="bad_input")
     tw, th, s = training_size(width, height, max_size)
+    need = len(sources) * tw * th * 3 / 1e9
+    budget = host_memory_gb() / 2 if host_budget_gb is None else host_budget_gb
+    if need > budget:
+        raise JobError(f"{len(sources)} frames of {input_path} at {tw}x{th} need {need:.3g} GB, over the "
+                       f"{budget:.3g} GB frame budget", code="too_large",
+                       hint="lower --max-size or solve fewer frames (a frame stride)")
     is_video = input_path.is_file()
     if is_video:
         idx = [int(x) for x in sources if x.strip().isdigit()]
