@@ -13,7 +13,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,10 @@ ERROR_GAIN = 4.0  # the strip's error panel shows 4 x |render - ground truth|
 
 @dataclass
 class TrainConfig:
+    """Training options. ``fingerprint()`` covers those that change the result: a checkpoint
+    resumes only under the same fingerprint. ``cap_max`` bounds the MCMC Gaussian count,
+    ``backend`` picks the rasterizer ("auto": gsplat on CUDA, PyTorch on CPU)."""
+
     steps: int = 7000
     strategy: str = "default"
     sh_degree: int = 3
@@ -52,7 +56,6 @@ class TrainConfig:
     lr_scale: float = 1.0
     backend: str = "auto"
     cpu_threads: int | None = None
-    extra: dict = field(default_factory=dict)
 
     def fingerprint(self) -> str:
         d = asdict(self)
