@@ -68,7 +68,7 @@ register(JobKind("poses", "backend.jobs.poses:run",
                  path_params=("input",), device="cpu"))
 register(JobKind("reconstruct", "backend.jobs.reconstruct:run",
                  "Gaussian-splat reconstruction from a camera solve.",
-                 path_params=("solve_dir",), device="gpu"))
+                 path_params=("solve_dir", "input", "checkpoint_dir"), device="gpu"))
 register(JobKind("render", "backend.jobs.render:run",
                  "Render splats (RGB, alpha, depth) for cameras.",
                  path_params=("splats", "cameras"), device="gpu"))

@@ -84,6 +84,7 @@ class Server:
         fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(self.admin_token)
+        os.environ["SPLATSTAGE_CACHE"] = str(self.cache_dir)  # workers keep checkpoints and builds here
         self.mp = multiprocessing.get_context("forkserver")
         self.mp.set_forkserver_preload(["numpy", "backend.server.worker", "backend.runner"])
         self.queue: deque[str] = deque()
