@@ -64,7 +64,7 @@ class KLTTracker:
                  max_corners: int = 1500, min_distance: float | None = None,
                  quality: float = 0.005, fb_max_px: float = 0.5, window: int = 15,
                  levels: int = 4, anchor_frames: int = 25, anchor_max_px: float = 1.0,
-                 anchor_window: int = 7, max_lost: int = 5, lost_fraction: float = 0.3):
+                 anchor_window: int | None = None, max_lost: int = 5, lost_fraction: float = 0.3):
         self.full_w, self.full_h = full_size
         self.w, self.h = solve_size
         self.sx = self.full_w / self.w
@@ -77,6 +77,10 @@ class KLTTracker:
         self.window, self.levels = window, levels
         self.lk = dict(winSize=(window, window), maxLevel=levels,
                        criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 0.05))
+        # The anchor pass measures the drift-free position: a small window limits the bias from
+        # perspective deformation since the anchor frame; larger images afford a larger one.
+        if anchor_window is None:
+            anchor_window = 7 if max(self.w, self.h) < 640 else 11
         self.anchor_lk = dict(winSize=(anchor_window, anchor_window), maxLevel=1,
                               criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.003))
         self.anchor_frames = anchor_frames
