@@ -1,6 +1,7 @@
 """Ground plane and the Blender world frame of a solve.
 
-The ground is the dominant plane below the cameras, found by RANSAC on the sparse points. The
+The ground is the dominant plane below the cameras, found by RANSAC on the sparse points (the
+lowest of the well-supported parallel planes, so a table top does not win over a visible floor). The
 world is then rotated so the plane is z = 0 with +Z up (towards the cameras), +X along the first
 camera's right, and the origin where the first frame's optical axis meets the plane (or under
 the first camera when it looks above the horizon). Scale puts the first camera ``height`` above
@@ -36,9 +37,12 @@ def up_hint(c2w_cv: np.ndarray) -> np.ndarray:
 
 def fit_ground_plane(points: np.ndarray, c2w_cv: np.ndarray, iterations: int = 1000,
                      threshold: float | None = None, max_tilt_deg: float = 60.0,
-                     seed: int = 0) -> Plane:
-    """RANSAC: the plane with most inliers that has (nearly) all cameras above it and whose
-    normal is within ``max_tilt_deg`` of the cameras' average up direction."""
+                     min_support: float = 0.3, seed: int = 0) -> Plane:
+    """RANSAC for the ground: among planes that have (nearly) all cameras above them and a
+    normal within ``max_tilt_deg`` of the cameras' average up direction, take the one with
+    most inliers; then prefer a distinct parallel plane (within 10 deg) further below that has
+    at least ``min_support`` times as many inliers of its own, so a table top or box lid above
+    the floor is not taken for the ground when the floor itself is well seen."""
     centres = c2w_cv[:, :3, 3]
     up = up_hint(c2w_cv)
     pts = np.asarray(points, np.float64)
@@ -46,8 +50,8 @@ def fit_ground_plane(points: np.ndarray, c2w_cv: np.ndarray, iterations: int = 1
         depth = np.median(np.linalg.norm(pts[:, None, :] - centres[None, :1, :], axis=2)) if len(pts) else 1.0
         threshold = 0.01 * depth
     rng = np.random.default_rng(seed)
-    best = None
     cos_tilt = np.cos(np.radians(max_tilt_deg))
+    candidates = []
     if len(pts) >= 3:
         for _ in range(iterations):
             s = pts[rng.choice(len(pts), 3, replace=False)]
@@ -63,21 +67,43 @@ def fit_ground_plane(points: np.ndarray, c2w_cv: np.ndarray, iterations: int = 1
             d = -n @ s[0]
             if np.mean(centres @ n + d > 0) < 0.9:
                 continue
-            count = int(np.sum(np.abs(pts @ n + d) < threshold))
-            if best is None or count > best[2]:
-                best = (n, d, count)
+            candidates.append((n, d, int(np.sum(np.abs(pts @ n + d) < threshold))))
+    best = max(candidates, key=lambda c: c[2]) if candidates else None
     if best is None or best[2] < max(10, 0.05 * len(pts)):
         # No plane below the cameras: a horizontal plane through the lowest points.
         h = pts @ up if len(pts) else np.array([centres[0] @ up - 1.0])
         return Plane(up, -float(np.percentile(h, 2)), 0, False)
-    n, d, _ = best
+    plane = _refine(pts, best[0], best[1], threshold)
+    # A distinct, parallel plane further below (the floor under a table top) with enough points
+    # of its own wins.
+    taken = np.abs(plane.distance(pts)) < threshold
+    height = np.mean(plane.distance(centres))
+    cos_par = np.cos(np.radians(10.0))
+    lower = []
+    for n, d, _ in candidates:
+        if n @ plane.normal < cos_par or np.mean(centres @ n + d) < height + 3 * threshold:
+            continue
+        own = int(np.sum((np.abs(pts @ n + d) < threshold) & ~taken))
+        if own >= min_support * plane.inliers:
+            lower.append((own, n, d))
+    if lower:
+        _, n, d = max(lower, key=lambda c: c[0])
+        below = _refine(pts, n, d, threshold)
+        if below.normal @ plane.normal >= cos_par:
+            return below
+    return plane
+
+
+def _refine(pts: np.ndarray, n: np.ndarray, d: float, threshold: float) -> Plane:
+    """Least-squares plane through the inliers of ``(n, d)`` (twice, re-selecting inliers)."""
+    for _ in range(2):
+        inl = np.abs(pts @ n + d) < threshold
+        c = pts[inl].mean(0)
+        _, _, vt = np.linalg.svd(pts[inl] - c)
+        n = vt[2] if vt[2] @ n > 0 else -vt[2]
+        d = -n @ c
     inl = np.abs(pts @ n + d) < threshold
-    c = pts[inl].mean(0)
-    _, _, vt = np.linalg.svd(pts[inl] - c)
-    n2 = vt[2] if vt[2] @ n > 0 else -vt[2]
-    d2 = -n2 @ c
-    inl = np.abs(pts @ n2 + d2) < threshold
-    return Plane(n2, float(d2), int(inl.sum()), True)
+    return Plane(n, float(d), int(inl.sum()), True)
 
 
 def world_from_solve(plane: Plane, c2w0_cv: np.ndarray, scale: float | None = None,
