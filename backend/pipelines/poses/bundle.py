@@ -18,13 +18,14 @@ from .tracking import Tracks
 
 
 def build_model(key_rec: pycolmap.Reconstruction, tracks: Tracks, poses: dict[int, pycolmap.Rigid3d],
-                track_to_point: dict[int, int], max_obs_per_point: int = 40) -> pycolmap.Reconstruction:
+                track_to_point: dict[int, int], max_obs_per_point: int = 40):
     """A reconstruction with every posed frame observing the keyframe model's points.
 
     Consecutive video frames see a point from nearly the same place, so a point seen in more
     than ``max_obs_per_point`` frames keeps every k-th observation (offset by the point id, so
     each frame keeps about the same share of its points). This bounds the cost of the Schur
-    complement, which grows with the square of the observations per point.
+    complement, which grows with the square of the observations per point. Returns the model
+    and, per point id, the number of frames that saw the point.
     """
     rec = pycolmap.Reconstruction()
     camera = next(iter(key_rec.cameras.values()))
@@ -32,6 +33,7 @@ def build_model(key_rec: pycolmap.Reconstruction, tracks: Tracks, poses: dict[in
                           params=camera.params, camera_id=1)
     rec.add_camera_with_trivial_rig(cam)
     elements = defaultdict(list)
+    frames_seen: dict[int, int] = {}
     for image_id, pos in enumerate(sorted(poses), start=1):
         obs = tracks.frames[pos]
         image = pycolmap.Image(name=image_name(pos), keypoints=obs.xy.astype(np.float64),
@@ -46,12 +48,14 @@ def build_model(key_rec: pycolmap.Reconstruction, tracks: Tracks, poses: dict[in
     for pid, elems in elements.items():
         if len(elems) < 2 or not key_rec.exists_point3D(pid):
             continue
+        seen_in = len(elems)
         step = -(-len(elems) // max_obs_per_point)
         if step > 1:
             elems = elems[pid % step::step]
         p = key_rec.points3D[pid]
-        rec.add_point3D(p.xyz, pycolmap.Track(elems), p.color)
-    return rec
+        new_id = rec.add_point3D(p.xyz, pycolmap.Track(elems), p.color)
+        frames_seen[new_id] = seen_in
+    return rec, frames_seen
 
 
 # Every video frame sees most points, so the reduced camera system is dense: a dense Schur

@@ -195,7 +195,7 @@ def _solve_tracks(tracks, opts, prog, stats, timings, px_scale, name):
 
     prog.stage("bundle_adjust", f"bundle adjustment over {len(poses)} frames")
     t = time.perf_counter()
-    full = bundle.build_model(rec, tracks, poses, t2p)
+    full, frames_seen = bundle.build_model(rec, tracks, poses, t2p)
     stats.update(bundle.adjust(full, fixed_focal=camera.has_prior_focal_length, threads=opts.threads,
                                refine_distortion=distortion, px_scale=px_scale))
     timings["bundle_adjust"] = time.perf_counter() - t
@@ -203,7 +203,7 @@ def _solve_tracks(tracks, opts, prog, stats, timings, px_scale, name):
     def colour(pos, idx):
         return tracks.frames[pos].rgb[idx]
 
-    return _collect(full, n, colour)
+    return _collect(full, n, colour, frames_seen)
 
 
 def _solve_sift(path, n, info, opts, prog, stats, timings, px_scale, name):
@@ -234,8 +234,9 @@ def _solve_sift(path, n, info, opts, prog, stats, timings, px_scale, name):
     return _collect(rec, n, colour)
 
 
-def _collect(rec, n, colour):
-    """Arrays from a bundle-adjusted model: OpenCV c2w per position, intrinsics, points."""
+def _collect(rec, n, colour, frames_seen=None):
+    """Arrays from a bundle-adjusted model: OpenCV c2w per position, intrinsics, points (track
+    length = number of frames that saw the point: ``frames_seen`` or the model's track)."""
     camera = next(iter(rec.cameras.values()))
     params = list(camera.params) + [0.0, 0.0]
     c2w = {}
@@ -252,7 +253,7 @@ def _collect(rec, n, colour):
         cols = [colour(pos_of[el.image_id], el.point2D_idx) for el in p.track.elements]
         pts.append(p.xyz)
         rgb.append(np.mean(cols, axis=0) if cols else [128, 128, 128])
-        lengths.append(p.track.length())
+        lengths.append(frames_seen.get(pid, p.track.length()) if frames_seen else p.track.length())
     mats = fill_unregistered(c2w, n)
     return (mats, registered, errors, params[:5], np.array(pts).reshape(-1, 3),
             np.array(rgb).reshape(-1, 3).round().astype(np.uint8), np.array(lengths, np.int32))

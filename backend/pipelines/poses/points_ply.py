@@ -1,4 +1,5 @@
-"""Sparse points as PLY (plyfile): x y z (float32), red green blue (uchar), track_length (int32)."""
+"""Sparse points as PLY (plyfile): x y z (float32), red green blue (uchar), track_length (int32:
+the number of frames that saw the point)."""
 from __future__ import annotations
 
 from pathlib import Path
