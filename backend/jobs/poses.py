@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 from backend.jobs import JobResult
+from backend.pipelines.poses.stages import STAGES  # noqa: F401  (for Progress(stages=STAGES))
 from backend.progress import JobError, Progress
 
 MATCHERS = ("auto", "klt", "sift")

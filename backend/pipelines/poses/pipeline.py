@@ -23,11 +23,9 @@ from backend.progress import JobError, Progress
 from . import bundle, ground, keyframes, register, rotation, sfm
 from .interpolate import fill_unregistered
 from .solution import PoseSolution
+from .stages import STAGES  # noqa: F401  (re-exported)
 from .tracking import KLTTracker
 
-# Stage names and relative weights, for ``Progress(stages=STAGES)``.
-STAGES = [("decode", 1), ("track", 30), ("keyframes", 1), ("sfm", 20), ("register", 10),
-          ("bundle_adjust", 30), ("ground_plane", 2)]
 
 
 @dataclass
