@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from backend.pipelines.composite import envmap
 from backend.pipelines.render.writers import write_exr

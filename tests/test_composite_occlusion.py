@@ -13,7 +13,6 @@ stands at the target, behind the cylinder; the true depth plays the splat depth.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import cv2

@@ -7,7 +7,8 @@
 
     {"cameras": "cameras.json", "product": "product.glb", "anchor": [x, y, z],
      "product_height": 0.25, "rotate_deg": 0, "frame_offset": 1,
-     "render": {"percent": 50, "samples": 8, "denoise": false, "threads": 0, "device": "CPU"},
+     "render": {"percent": 50, "samples": 8, "denoise": false, "threads": 0, "device": "CPU",
+                "max_bounces": 4 | null},
      "environment": {"path": "envmap.exr", "exposure": 0, "rotation_deg": 0} | null,
      "occlusion_margin": 0.03,
      "frames": [{"index": 0, "background": "bg/000000.png", "depth": "depth/000000.exr",
@@ -84,10 +85,17 @@ def insert_product(spec: dict):
 
 def configure_render(scene, r: dict) -> None:
     """Cycles with a transparent film, Z pass, Standard view transform (footage pixels pass
-    through unchanged), 8-bit RGB PNG output, no dithering."""
+    through unchanged), 8-bit RGB PNG output, no dithering; persistent render data (the scene
+    is synced once for all frames); ``max_bounces`` caps every Cycles bounce count."""
     scene.render.engine = "CYCLES"
+    scene.render.use_persistent_data = True
     cyc = scene.cycles
     cyc.samples = int(r.get("samples", 64))
+    if r.get("max_bounces") is not None:
+        n = int(r["max_bounces"])
+        for key in ("max_bounces", "diffuse_bounces", "glossy_bounces", "transmission_bounces",
+                    "volume_bounces", "transparent_max_bounces"):
+            setattr(cyc, key, min(getattr(cyc, key), n))
     cyc.use_denoising = bool(r.get("denoise", False))
     if hasattr(cyc, "use_adaptive_sampling"):
         cyc.use_adaptive_sampling = True

@@ -102,9 +102,9 @@ def reconstruct_splats(solve_dir: Path, video: Path, work: Path, s: CompositeSet
 
     def build(tmp: Path) -> None:
         reconstruct(solve_dir, tmp, cfg, device=device, input_path=video,
-                    max_size=480 if s.preview else 1600, progress=progress)
+                    max_size=s.train_max_size, progress=progress)
 
-    return _stage_dir(work / f"splats-{s.steps}-sh{sh}", build)
+    return _stage_dir(work / f"splats-{s.steps}-sh{sh}-{s.train_max_size}px", build)
 
 
 def _place(doc: dict, req: CompositeRequest) -> tuple[np.ndarray, tuple[float, float]]:
@@ -155,7 +155,8 @@ def composite(req: CompositeRequest, out_path: Path, progress: Progress | None =
     size = s.render_size(int(doc["width"]), int(doc["height"]))
     shot_key = _hash({"product": _file_key(req.product), "anchor": anchor.round(9).tolist(),
                       "height": req.product_height, "rotate": req.rotate_deg, "size": size,
-                      "samples": s.samples, "denoise": s.denoise, "env": [s.env_face, s.env_exposure, s.env_rotation_deg],
+                      "samples": s.samples, "bounces": s.max_bounces, "denoise": s.denoise,
+                      "env": [s.env_face, s.env_exposure, s.env_rotation_deg],
                       "margin": s.occlusion_margin, "splats": _file_key(splats_path),
                       "cameras": _file_key(cameras_path)})
     shot = work / f"shot-{shot_key}"
@@ -184,7 +185,7 @@ def composite(req: CompositeRequest, out_path: Path, progress: Progress | None =
     spec = {"cameras": str(cameras_path), "product": str(Path(req.product).resolve()), "anchor": anchor.tolist(),
             "product_height": req.product_height, "rotate_deg": float(req.rotate_deg), "frame_offset": 1,
             "render": {"percent": s.percent(int(doc["width"]), int(doc["height"])), "samples": s.samples,
-                       "denoise": s.denoise, "threads": s.threads,
+                       "denoise": s.denoise, "threads": s.threads, "max_bounces": s.max_bounces,
                        "device": "CUDA" if s.device.startswith("cuda") else "CPU"},
             "environment": {"path": str(env_path), "exposure": s.env_exposure, "rotation_deg": s.env_rotation_deg},
             "occlusion_margin": s.occlusion_margin, "frames": frames}
@@ -216,7 +217,8 @@ def composite(req: CompositeRequest, out_path: Path, progress: Progress | None =
         "frames_rendered": rendered, "frames_skipped": int(counts.get("skipped", 0)),
         "frames_without_camera": total - len(frames), "audio": bool(writer.audio_codec),
         "render_seconds_per_frame": round(times["render"] / rendered, 3) if rendered else None,
-        "seconds": {k: round(v, 2) for k, v in times.items()}, "total_seconds": round(time.monotonic() - t_all, 2),
+        **{f"seconds_{k}": round(v, 2) for k, v in times.items()},
+        "total_seconds": round(time.monotonic() - t_all, 2),
         "work_dir": str(work), "product_warnings": warnings,
     }
     req.summary = summary

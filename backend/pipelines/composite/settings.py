@@ -10,7 +10,8 @@ class CompositeSettings:
     """What the composite renders and how hard it works.
 
     ``render_long_side``: render size (long side, px; None keeps the footage's size), applied as
-    Blender's integer resolution percentage. ``steps``: reconstruction training steps.
+    Blender's integer resolution percentage. ``steps``: reconstruction training steps (trained
+    at ``train_max_size`` px, long side).
     ``samples``: Cycles samples per pixel. ``env_face``: cube-face size (px) of the environment
     map rendered from the splats. ``occlusion_margin``: relative depth margin of the occlusion test.
     """
@@ -18,7 +19,9 @@ class CompositeSettings:
     preview: bool = False
     render_long_side: int | None = None
     steps: int = 7000
+    train_max_size: int = 1600
     samples: int = 64
+    max_bounces: int | None = None
     denoise: bool = True
     env_face: int = 256
     env_exposure: float = 0.0
@@ -31,8 +34,10 @@ class CompositeSettings:
     @classmethod
     def for_mode(cls, preview: bool, device: str, **overrides) -> "CompositeSettings":
         """Full-quality defaults, or the reduced preview defaults (render long side 240 px, 8
-        samples, 300 training steps, 32 px environment faces, no denoiser)."""
-        base = cls(preview=True, render_long_side=240, steps=300, samples=8, denoise=False, env_face=32) \
+        samples, at most 4 light bounces, 60 training steps at 240 px, 32 px environment faces,
+        no denoiser)."""
+        base = cls(preview=True, render_long_side=240, steps=60, samples=8, denoise=False, env_face=32,
+                   train_max_size=240, max_bounces=4) \
             if preview else cls()
         base.device = device
         for key, value in overrides.items():

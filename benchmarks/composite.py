@@ -1,0 +1,163 @@
+""""Does it stick?": product anchor drift under solved vs true cameras, and composite speed.
+
+The clip is a synthetic one with known cameras (default: the committed sample,
+``backend/samples/sample_clip.mp4`` with ``sample_truth.json``; or ``--clip DIR`` holding
+``clip.mp4`` and ``truth.json`` from ``backend.synthetic.make_clip``). The clip is solved with
+the project's camera solve. For each placement pixel (U, V) on frame N the anchor is placed
+twice, each in its own world: where the solved ground plane meets the solved camera N's ray
+through (U, V), and where the true ground (z = 0) meets the true camera N's ray. Both anchors
+are projected into every frame through the respective cameras; the difference is the drift
+(how far the product slides against the footage), scaled to 1080p (x 1080 / height).
+Jitter is the frame-to-frame change of the drift vector (scaled the same way).
+
+With ``--render-frames K`` the main job also runs on the first K frames (``--preview`` and
+full settings) to time the Blender render per frame.
+
+    python benchmarks/composite.py --machine cpu-2core
+    python benchmarks/composite.py --clip /data/clip1080 --machine gpu-h100 --render-frames 24
+
+Writes ``benchmarks/results/composite-<machine>.json``. Targets: mean drift < 0.5 px, max < 1.5 px.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from backend.pipelines.composite import placement  # noqa: E402
+from shared_protocol import camera_file  # noqa: E402
+
+TARGETS = {"drift_mean_px_1080p": 0.5, "drift_max_px_1080p": 1.5}
+
+
+def placements(width: int, height: int, n_frames: int) -> list[tuple[float, float, int]]:
+    """Placement pixels on the ground part of the frame: the default (centre of the lower
+    third of frame 0) and four more, some on a middle frame."""
+    mid = n_frames // 2
+    return [(width / 2, height * 5 / 6, 0), (width * 0.25, height * 0.8, 0), (width * 0.75, height * 0.75, 0),
+            (width / 2, height * 0.7, mid), (width * 0.3, height * 0.9, n_frames - 1)]
+
+
+def drift(solved: dict, truth: dict, u: float, v: float, frame: int) -> dict:
+    """Drift of one placement over every frame registered in both documents (px at 1080p)."""
+    a_s = placement.anchor_from_pixel(solved, u, v, frame)
+    a_t = placement.anchor_from_pixel(truth, u, v, frame)
+    f_s, p_s = placement.anchor_track(solved, a_s)
+    f_t, p_t = placement.anchor_track(truth, a_t)
+    common, i_s, i_t = np.intersect1d(f_s, f_t, return_indices=True)
+    scale = 1080.0 / float(truth["height"])
+    d = (p_s[i_s] - p_t[i_t]) * scale
+    mag = np.linalg.norm(d, axis=1)
+    jit = np.linalg.norm(np.diff(d, axis=0), axis=1) if len(d) > 1 else np.zeros(1)
+    return {"pixel": [u, v], "frame": frame, "frames": int(len(common)),
+            "drift_mean_px_1080p": float(mag.mean()), "drift_max_px_1080p": float(mag.max()),
+            "jitter_mean_px_1080p": float(jit.mean()), "jitter_max_px_1080p": float(jit.max()),
+            "anchor_solved": a_s.round(5).tolist(), "anchor_true": a_t.round(5).tolist()}
+
+
+def solve_clip(video: Path, threads: int | None) -> tuple[dict, float]:
+    from backend.pipelines.poses.pipeline import SolveOptions, solve
+
+    opts = SolveOptions()
+    if threads:
+        opts.threads = threads
+    t = time.monotonic()
+    doc = solve(str(video), opts).to_document()
+    return camera_file.validate(doc), time.monotonic() - t
+
+
+def time_render(video: Path, solve_dir: Path, frames: int, preview: bool, work: Path, steps: int | None) -> dict:
+    """Run the main job on the first ``frames`` frames; the summary's timings."""
+    from backend.jobs.composite import request_from_params
+    from backend.pipelines.composite import composite
+
+    params = {"video": str(video), "product": str(ROOT / "backend" / "samples" / "product.glb"),
+              "preview": preview, "solve": str(solve_dir), "work_dir": str(work), "max_frames": frames,
+              "device": "auto", "steps": steps}
+    req = request_from_params(params)
+    t = time.monotonic()
+    summary = composite(req, work / f"out-{'preview' if preview else 'full'}.mp4")
+    summary.pop("anchor_track", None)
+    summary["wall_seconds"] = time.monotonic() - t
+    return summary
+
+
+def machine_description() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = "no GPU"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {gpu}, {platform.system()} {platform.release()}"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clip", type=Path, help="folder with clip.mp4 and truth.json (default: the committed sample)")
+    ap.add_argument("--machine", required=True, help="name for the results file, e.g. cpu-2core")
+    ap.add_argument("--threads", type=int, help="solver threads")
+    ap.add_argument("--render-frames", type=int, default=0, help="also time the main job on this many frames")
+    ap.add_argument("--steps", type=int, help="reconstruction steps for the timed runs (default: the mode's)")
+    ap.add_argument("--note", default="", help="free text stored with the results (machine load, ...)")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = ap.parse_args(argv)
+    if args.clip:
+        video, truth_path = args.clip / "clip.mp4", args.clip / "truth.json"
+    else:
+        video = ROOT / "backend" / "samples" / "sample_clip.mp4"
+        truth_path = ROOT / "backend" / "samples" / "sample_truth.json"
+    truth = camera_file.read(truth_path)
+    solved, solve_s = solve_clip(video, args.threads)
+    cases = [drift(solved, truth, u, v, f) for u, v, f in placements(truth["width"], truth["height"],
+                                                                        len(truth["frames"]))]
+    result = {
+        "benchmark": "composite", "machine": machine_description(), "note": args.note,
+        "clip": {"video": str(video.relative_to(ROOT) if video.is_relative_to(ROOT) else video),
+                 "width": truth["width"], "height": truth["height"], "frames": len(truth["frames"]),
+                 "fps": truth.get("fps")},
+        "solve_seconds": round(solve_s, 2),
+        "targets": TARGETS,
+        "drift_mean_px_1080p": round(float(np.mean([c["drift_mean_px_1080p"] for c in cases])), 4),
+        "drift_max_px_1080p": round(float(np.max([c["drift_max_px_1080p"] for c in cases])), 4),
+        "jitter_mean_px_1080p": round(float(np.mean([c["jitter_mean_px_1080p"] for c in cases])), 4),
+        "jitter_max_px_1080p": round(float(np.max([c["jitter_max_px_1080p"] for c in cases])), 4),
+        "cases": cases,
+    }
+    if args.render_frames:
+        with tempfile.TemporaryDirectory() as tmp:
+            solve_dir = Path(tmp) / "solve"
+            solve_dir.mkdir()
+            camera_file.write(solve_dir / "cameras.json", solved)
+            result["render"] = {mode: time_render(video, solve_dir, args.render_frames, mode == "preview",
+                                                  Path(tmp) / mode, args.steps) for mode in ("preview", "full")}
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"composite-{args.machine}.json"
+    path.write_text(json.dumps(result, indent=1))
+    print(json.dumps({k: v for k, v in result.items() if k not in ("cases", "render")}, indent=1))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
