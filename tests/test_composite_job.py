@@ -78,3 +78,27 @@ def test_bad_parameters_are_refused(tmp_path, capsys):
     assert cli(["composite", str(CLIP), str(PRODUCT), "-o", str(out), "--product-height", "-1"]) == 1
     assert "product_height must be positive" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_audio_of_the_footage_is_kept(preview_run, tmp_path, capsys):
+    """The sample has no audio: mux a tone into a copy (same video stream), re-run on the
+    finished work folder (every frame is reused) and check the output carries the audio."""
+    import subprocess
+
+    from backend.media.encode import audio_codec, ffmpeg_exe
+
+    _, _, tmp = preview_run
+    clip = tmp_path / "with_audio.mp4"
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(CLIP), "-f", "lavfi", "-i",
+                    "sine=frequency=440:duration=2", "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "aac",
+                    "-shortest", str(clip)], check=True)
+    work = tmp / "work"
+    splats = next(work.glob("splats-*"))
+    out = tmp_path / "audio.mp4"
+    code = cli(["composite", str(clip), str(PRODUCT), "-o", str(out), "--preview", "--steps", "8",
+                "--work-dir", str(work), "--solve", str(work / "solve"), "--reconstruction", str(splats)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "frames_rendered: 0" in text and "audio: True" in text
+    assert audio_codec(out) == "aac"
+    assert probe(out).frame_count == 48

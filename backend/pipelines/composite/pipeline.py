@@ -191,7 +191,8 @@ def composite(req: CompositeRequest, out_path: Path, progress: Progress | None =
             "occlusion_margin": s.occlusion_margin, "frames": frames}
     t = time.monotonic()
     progress.stage("render", f"rendering {len(frames)} frames with Blender")
-    counts = run_shot(spec, shot / "spec.json", progress) if frames else {"rendered": 0, "skipped": 0}
+    missing = [f for f in frames if not Path(f["output"]).exists()]
+    counts = run_shot(spec, shot / "spec.json", progress) if missing else {"rendered": 0, "skipped": len(frames)}
     times["render"] = time.monotonic() - t
 
     t = time.monotonic()
