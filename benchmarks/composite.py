@@ -65,15 +65,19 @@ def drift(solved: dict, truth: dict, u: float, v: float, frame: int) -> dict:
             "anchor_solved": a_s.round(5).tolist(), "anchor_true": a_t.round(5).tolist()}
 
 
-def solve_clip(video: Path, threads: int | None) -> tuple[dict, float]:
+def solve_clip(video: Path, threads: int | None, out_dir: Path) -> tuple[dict, float]:
+    """Solve the clip with the project's camera solve; its outputs go to ``out_dir``."""
+    from backend.pipelines.poses.outputs import write_outputs
     from backend.pipelines.poses.pipeline import SolveOptions, solve
 
     opts = SolveOptions()
     if threads:
         opts.threads = threads
     t = time.monotonic()
-    doc = solve(str(video), opts).to_document()
-    return camera_file.validate(doc), time.monotonic() - t
+    sol = solve(str(video), opts)
+    elapsed = time.monotonic() - t
+    write_outputs(sol, out_dir)
+    return camera_file.read(out_dir / "cameras.json"), elapsed
 
 
 def time_render(video: Path, solve_dir: Path, frames: int, preview: bool, work: Path, steps: int | None) -> dict:
@@ -128,7 +132,9 @@ def main(argv=None) -> int:
         video = ROOT / "backend" / "samples" / "sample_clip.mp4"
         truth_path = ROOT / "backend" / "samples" / "sample_truth.json"
     truth = camera_file.read(truth_path)
-    solved, solve_s = solve_clip(video, args.threads)
+    tmp = tempfile.TemporaryDirectory()
+    solve_dir = Path(tmp.name) / "solve"
+    solved, solve_s = solve_clip(video, args.threads, solve_dir)
     cases = [drift(solved, truth, u, v, f) for u, v, f in placements(truth["width"], truth["height"],
                                                                         len(truth["frames"]))]
     result = {
@@ -145,12 +151,9 @@ def main(argv=None) -> int:
         "cases": cases,
     }
     if args.render_frames:
-        with tempfile.TemporaryDirectory() as tmp:
-            solve_dir = Path(tmp) / "solve"
-            solve_dir.mkdir()
-            camera_file.write(solve_dir / "cameras.json", solved)
-            result["render"] = {mode: time_render(video, solve_dir, args.render_frames, mode == "preview",
-                                                  Path(tmp) / mode, args.steps) for mode in ("preview", "full")}
+        result["render"] = {mode: time_render(video, solve_dir, args.render_frames, mode == "preview",
+                                              Path(tmp.name) / mode, args.steps) for mode in ("preview", "full")}
+    tmp.cleanup()
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"composite-{args.machine}.json"
     path.write_text(json.dumps(result, indent=1))

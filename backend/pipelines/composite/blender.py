@@ -1,7 +1,8 @@
 """Run the bpy-side shot renderer (:mod:`blender_addon.compositing.shot`) in a subprocess.
 
 The interpreter is ``sys.executable`` (the project environment has the ``bpy`` module), so bpy
-is never imported into the backend process. Progress lines are forwarded; a cancellation
+is never imported into the backend process; ``$SPLATSTAGE_BPY_PYTHON`` names another one (an
+environment with another Blender's bpy, as ``tests/run_blender_lts.sh`` sets it). Progress lines are forwarded; a cancellation
 kills the renderer (frames already finished stay on disk for the next run).
 """
 from __future__ import annotations
@@ -27,7 +28,8 @@ def run_shot(spec: dict, spec_path: Path, progress: Progress | None = None, time
     spec_path.write_text(json.dumps(spec, indent=1))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
-    cmd = [sys.executable, "-m", "blender_addon.compositing.shot", str(spec_path)]
+    python = os.environ.get("SPLATSTAGE_BPY_PYTHON") or sys.executable
+    cmd = [python, "-m", "blender_addon.compositing.shot", str(spec_path)]
     result: dict = {}
     with tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env, cwd=str(REPO))
