@@ -1,9 +1,9 @@
 """``splatstage demo`` / ``make demo``: the main job on the embedded sample.
 
 The sample (``backend/samples/``) is a short clip and a product model that the project
-generates itself. The demo runs every stage that this installation provides, in order:
-camera solve, reconstruction, and the product composite. Without a GPU it uses smaller
-settings and says so.
+generates itself. The demo runs the main job, the product composite (camera solve, reconstruction, product
+placement, lighting, render, H.264), keeping its intermediate results under ``work/``.
+Without a GPU it uses the reduced ``--preview`` settings and says so.
 """
 from __future__ import annotations
 
@@ -46,14 +46,13 @@ def run_demo(output: Path, backend: str | None = None) -> int:
               "(fewer training steps, lower resolution)")
     extra = ["--backend", backend] if backend else []
     t0 = time.monotonic()
-    steps: list[tuple[str, list[str]]] = [("poses", ["poses", str(SAMPLE_CLIP), "-o", str(output / "solve")])]
-    if _has("reconstruct"):
-        recon = ["reconstruct", str(output / "solve"), "-o", str(output / "splats")]
-        recon += [] if gpu else ["--steps", "300", "--device", "cpu"]
-        steps.append(("reconstruct", recon))
     if _has("composite") and SAMPLE_PRODUCT.is_file():
-        comp = ["composite", str(SAMPLE_CLIP), str(SAMPLE_PRODUCT), "-o", str(output / "composite.mp4")]
-        steps.append(("composite", comp + ([] if gpu else ["--preview"])))
+        # the main job: solve -> reconstruct -> place the product -> light -> render -> H.264
+        argv = ["composite", str(SAMPLE_CLIP), str(SAMPLE_PRODUCT), "-o", str(output / "composite.mp4"),
+                "--work-dir", str(output / "work")] + ([] if gpu else ["--preview"])
+    else:
+        argv = ["poses", str(SAMPLE_CLIP), "-o", str(output / "solve")]
+    steps = [(argv[0], argv)]
     for name, argv in steps:
         code = cli(argv + extra)
         if code != 0:
