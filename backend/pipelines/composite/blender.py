@@ -2,8 +2,9 @@
 
 The interpreter is ``sys.executable`` (the project environment has the ``bpy`` module), so bpy
 is never imported into the backend process; ``$SPLATSTAGE_BPY_PYTHON`` names another one (an
-environment with another Blender's bpy, as ``tests/run_blender_lts.sh`` sets it). Progress lines are forwarded; a cancellation
-kills the renderer (frames already finished stay on disk for the next run).
+environment with another Blender's bpy, as ``tests/run_blender_lts.sh`` sets it). Progress
+lines are forwarded; a cancellation kills the renderer (frames already finished stay on disk
+for the next run).
 """
 from __future__ import annotations
 

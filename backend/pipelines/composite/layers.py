@@ -29,7 +29,8 @@ def _atomic(path: Path, write) -> None:
 
 def write_backgrounds(video: str | Path, folder: Path, size: tuple[int, int],
                       progress: Progress | None = None, total: int | None = None) -> list[Path]:
-    """Decode the footage into ``folder`` at ``size`` (w, h); frames already there are kept."""
+    """Decode the first ``total`` frames (default all) of the footage into ``folder`` at
+    ``size`` (w, h); frames already there are kept."""
     import cv2
 
     from backend.media.video import iter_frames
@@ -38,7 +39,7 @@ def write_backgrounds(video: str | Path, folder: Path, size: tuple[int, int],
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     w, h = size
-    for index, _source, rgb in iter_frames(video):
+    for index, _source, rgb in iter_frames(video, max_frames=total):
         path = folder / f"{index:06d}.png"
         paths.append(path)
         if path.exists():
@@ -51,9 +52,11 @@ def write_backgrounds(video: str | Path, folder: Path, size: tuple[int, int],
 
 
 def write_depths(splats_path: str | Path, cameras_path: str | Path, folder: Path, size: tuple[int, int],
-                 device: str = "cpu", batch: int = 8, progress: Progress | None = None) -> dict[int, Path]:
-    """Render the splat depth for every registered camera into ``folder``; returns
-    ``{video frame index: path}``. Frames already there are not rendered again."""
+                 device: str = "cpu", batch: int = 8, progress: Progress | None = None,
+                 total: int | None = None) -> dict[int, Path]:
+    """Render the splat depth for every registered camera (of the first ``total`` video
+    frames) into ``folder``; returns ``{video frame index: path}``. Frames already there are
+    not rendered again."""
     from backend.pipelines.render import cameras_from_json, render_views
     from backend.pipelines.render.writers import write_exr
     from backend.pipelines.splats_io import load_splats
@@ -62,8 +65,8 @@ def write_depths(splats_path: str | Path, cameras_path: str | Path, folder: Path
     w, h = size
     cams = cameras_from_json(cameras_path, w, h)
     index = [int(n) if n.strip().isdigit() else i for i, n in enumerate(cams.names)]
-    paths = {vid: folder / f"{vid:06d}.exr" for vid in index}
-    todo = [i for i, vid in enumerate(index) if not paths[vid].exists()]
+    paths = {vid: folder / f"{vid:06d}.exr" for vid in index if total is None or vid < total}
+    todo = [i for i, vid in enumerate(index) if vid in paths and not paths[vid].exists()]
     if not todo:
         return paths
     splats = load_splats(splats_path)

@@ -167,7 +167,7 @@ def composite(req: CompositeRequest, out_path: Path, progress: Progress | None =
     progress.stage("layers", f"footage and splat depth at {size[0]}x{size[1]}")
     backgrounds = write_backgrounds(req.video, shot / "background", size, progress, total)[:total]
     depths = write_depths(splats_path, cameras_path, shot / "depth", size,
-                          device="cuda" if s.device.startswith("cuda") else "cpu", progress=progress)
+                          device="cuda" if s.device.startswith("cuda") else "cpu", progress=progress, total=total)
     times["layers"] = time.monotonic() - t
 
     t = time.monotonic()
@@ -217,7 +217,7 @@ def composite(req: CompositeRequest, out_path: Path, progress: Progress | None =
         "anchor_pixel": list(pixel), "anchor_frame": int(req.at_frame),
         "frames_rendered": rendered, "frames_skipped": int(counts.get("skipped", 0)),
         "frames_without_camera": total - len(frames), "audio": bool(writer.audio_codec),
-        "render_seconds_per_frame": round(times["render"] / rendered, 3) if rendered else None,
+        "render_seconds_per_frame": round(float(counts.get("seconds", 0.0)) / rendered, 3) if rendered else None,
         **{f"seconds_{k}": round(v, 2) for k, v in times.items()},
         "total_seconds": round(time.monotonic() - t_all, 2),
         "work_dir": str(work), "product_warnings": warnings,
