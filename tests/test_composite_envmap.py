@@ -65,10 +65,41 @@ def test_blender_reads_the_map_in_the_same_convention(tmp_path):
             np.testing.assert_allclose(rgb, colour(f), atol=tol, err_msg=case["face"])
 
 
-def test_uncovered_directions_take_the_mean_covered_colour():
+def test_uncovered_directions_take_the_solid_angle_weighted_mean_colour():
     rgba = np.zeros((4, 8, 4), np.float32)
-    rgba[:2, :, :3] = [0.2, 0.4, 0.6]
+    rgba[0, :, :3], rgba[1, :, :3] = [1.0, 0, 0], [0, 0, 1.0]  # red polar row, blue row near the equator
     rgba[:2, :, 3] = 1.0
     out = envmap.fill_uncovered(rgba)
-    np.testing.assert_allclose(out[3, 0], [0.2, 0.4, 0.6], atol=1e-6)
-    np.testing.assert_allclose(out[0, 0], [0.2, 0.4, 0.6], atol=1e-6)
+    w0, w1 = np.sin(np.pi / 8), np.sin(3 * np.pi / 8)  # row centres at 22.5 and 67.5 degrees from the pole
+    np.testing.assert_allclose(out[3, 0], [w0, 0, w1] / (w0 + w1), atol=1e-6)
+    np.testing.assert_allclose(out[0, 0], [1.0, 0, 0], atol=1e-6)  # covered pixels keep their colour
+
+
+def test_environment_map_from_splats_sees_each_blob_in_its_direction(tmp_path):
+    """Three coloured Gaussian blobs 2 m from the map's centre (red towards +X, green towards
+    -Y, blue overhead): the render service's cube faces, resampled, show each colour in its
+    direction and the mean covered colour where nothing is."""
+    from backend.pipelines.splats_io import SH_C0, Splats, save_splats
+    from backend.synthetic.exr import read_exr_channels
+
+    centre = np.array([0.3, -0.2, 0.5])
+    offsets = np.array([[2.0, 0, 0], [0, -2.0, 0], [0, 0, 2.0]])
+    colours = np.eye(3)
+    splats = Splats(means=centre + offsets, scales=np.full((3, 3), np.log(0.4)), quats=np.tile([1.0, 0, 0, 0], (3, 1)),
+                    opacities=np.full(3, 6.0), sh0=(colours - 0.5) / SH_C0)
+    save_splats(splats, tmp_path / "blobs.ply")
+    envmap.render_envmap(tmp_path / "blobs.ply", centre, tmp_path / "env.exr", face=48)
+    ch = read_exr_channels(tmp_path / "env.exr")
+    img = np.stack([ch["R"], ch["G"], ch["B"]], -1)
+    h, w = img.shape[:2]
+    assert (h, w) == (48, 96)
+    dirs = envmap.equirect_directions(w, h)
+    for off, col in zip(offsets, colours):
+        k = np.argmax(dirs.reshape(-1, 3) @ (off / 2.0))  # the map pixel nearest the blob's direction
+        rgb = img.reshape(-1, 3)[k]
+        assert np.argmax(rgb) == np.argmax(col) and rgb.max() > 0.8, (off, rgb)
+    # away from every blob (straight down): the solid-angle weighted mean of the three equal
+    # blobs, grey (each covers the same solid angle; only the cube-face resampling differs)
+    down = img[-1].mean(0)
+    np.testing.assert_allclose(down, down.mean(), atol=0.05)
+    assert 0.15 < down.mean() < 0.5

@@ -73,11 +73,14 @@ def cube_to_equirect(faces_rgba: np.ndarray, matrices: np.ndarray, height: int) 
 
 
 def fill_uncovered(rgba: np.ndarray) -> np.ndarray:
-    """RGB with the uncovered part (1 - alpha) filled by the alpha-weighted mean colour.
-    The render service's RGB is already premultiplied over a black background."""
+    """RGB of an equirectangular RGBA map with the uncovered part (1 - alpha) filled by the
+    mean covered colour, weighted by solid angle (rows near the poles cover less of the
+    sphere). The render service's RGB is already premultiplied over a black background."""
+    h = rgba.shape[0]
+    w = np.sin((np.arange(h) + 0.5) / h * np.pi)[:, None, None]  # solid angle per pixel, up to a constant
     a = rgba[..., 3:4]
-    total = float(a.sum())
-    mean = rgba[..., :3].reshape(-1, 3).sum(0) / total if total > 0 else np.full(3, 0.5)
+    total = float((a * w).sum())
+    mean = (rgba[..., :3] * w).reshape(-1, 3).sum(0) / total if total > 0 else np.full(3, 0.5)
     return (rgba[..., :3] + (1.0 - a) * mean).astype(np.float32)
 
 
@@ -90,7 +93,8 @@ def render_envmap(splats_path: str | Path, position, path: Path, face: int = 256
     mats = face_matrices(np.asarray(position, np.float64))
     cams = cameras_from_arrays(mats, face / 2.0, (face / 2.0, face / 2.0), face, face, names=list(FACES))
     out = render_views(load_splats(splats_path), cams, device=device, batch=6)
-    rgba = np.concatenate([out["rgb"], out["alpha"][..., None]], -1)
+    # a face that sees no splat at all comes back as NaN from the CPU rasterizer: uncovered
+    rgba = np.nan_to_num(np.concatenate([out["rgb"], out["alpha"][..., None]], -1), nan=0.0)
     rgb = fill_uncovered(cube_to_equirect(rgba, mats, face))
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
