@@ -43,3 +43,17 @@ def test_blender_handheld(clip):
     # Ground: truth z = 0 is the floor; camera heights agree at the scale the solve chose.
     k = t[0, 2, 3] / 1.6
     assert np.abs(sol.matrix_world[:, 2, 3] * k - t[:, 2, 3]).max() < 3.0 / f
+
+
+def test_blender_pan_is_rotation_only(tmp_path_factory):
+    from backend.synthetic import make_clip
+
+    paths = make_clip(tmp_path_factory.mktemp("bpypan") / "clip", path="pan", width=320,
+                      height=180, frames=20, samples=8)
+    truth = camera_file.read(paths["truth"])
+    f = truth["frames"][0]["focal_px"]
+    sol = solve(paths["video"], SolveOptions(threads=2))
+    assert sol.stats["rotation_only"] is True
+    m = pose_errors(sol.matrix_world, camera_file.matrices(truth), sol.focal_px, f, sol.registered)
+    assert m["rot_err_deg_median"] < 0.5 * math.degrees(1.0 / f)
+    assert m["focal_err_pct"] < 200.0 / math.hypot(160, 90)  # 2 px at the corner, as in test_poses
