@@ -46,20 +46,28 @@ class Progress:
     ):
         self._callback = callback
         self._cancel = cancel_event or threading.Event()
-        self._weights: dict[str, float] = {}
-        self._offsets: dict[str, float] = {}
-        total = 0.0
-        for name, weight in stages or ():
-            self._offsets[name] = total
-            self._weights[name] = float(weight)
-            total += float(weight)
-        self._total = total
+        self.set_stages(stages or ())
         self._stage = ""
         self._stage_fraction = 0.0
         self._start = time.monotonic()
         self._last_emit = 0.0
         self._min_interval = min_interval
         self.fraction = 0.0
+
+    def set_stages(self, stages: Iterable[tuple[str, float]]) -> None:
+        """Declare the pipeline's stages and their weights (before the first ``stage()``)."""
+        self._weights: dict[str, float] = {}
+        self._offsets: dict[str, float] = {}
+        total = 0.0
+        for name, weight in stages:
+            self._offsets[name] = total
+            self._weights[name] = float(weight)
+            total += float(weight)
+        self._total = total
+
+    @property
+    def has_stages(self) -> bool:
+        return self._total > 0
 
     # -- cancellation -------------------------------------------------------------------
     @property

@@ -6,6 +6,7 @@ replaced atomically); on failure or cancellation it is deleted, so no partial ou
 """
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import tempfile
@@ -25,6 +26,9 @@ def run_job(kind_name: str, params: dict, out_dir: Path, progress: Progress | No
     except (ImportError, AttributeError) as exc:
         raise JobError(f"job kind {kind_name!r} is not available in this installation ({exc})", "unknown_kind") from None
     progress = progress or Progress()
+    stages = getattr(importlib.import_module(kind.entry.partition(":")[0]), "STAGES", None)
+    if stages and not progress.has_stages:
+        progress.set_stages(stages)
     out_dir = Path(out_dir).resolve()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
