@@ -38,6 +38,11 @@ TARGETS = {"rot_err_deg_median": 0.1, "ate_pct": 0.5, "focal_err_pct": 1.0, "rep
            "herz_pos_err_pct": 1.0, "fps": 15.0, "speedup": 5.0}
 
 
+def footage(clip: Path) -> Path:
+    """The clip's video, or its frame folder where no video was written (no ffmpeg)."""
+    return clip / "clip.mp4" if (clip / "clip.mp4").exists() else clip / "frames"
+
+
 def _summary(m: dict) -> dict:
     keys = ("fraction_registered", "rot_err_deg_median", "rot_err_deg_max", "ate_pct", "ate_rmse",
             "focal_err_pct", "reproj_mean_px", "extent", "pos_err_max")
@@ -49,7 +54,7 @@ def ours(clip: Path, truth: dict, threads: int, max_size: int) -> dict:
     from backend.pipelines.poses.pipeline import SolveOptions, solve
 
     t = time.perf_counter()
-    sol = solve(clip / "clip.mp4", SolveOptions(threads=threads, max_size=max_size))
+    sol = solve(footage(clip), SolveOptions(threads=threads, max_size=max_size))
     seconds = time.perf_counter() - t
     true_c2w = camera_file.matrices(truth)
     n = min(len(true_c2w), len(sol.matrix_world))
@@ -70,7 +75,7 @@ def plain_pycolmap(clip: Path, truth: dict, threads: int, max_size: int, overlap
 
     pycolmap.logging.minloglevel = 2
     t = time.perf_counter()
-    info = probe(clip / "clip.mp4")
+    info = probe(footage(clip))
     ext = pycolmap.FeatureExtractionOptions()
     ext.num_threads = threads
     extractor = pycolmap.FeatureExtractor.create(ext, pycolmap.Device.cpu)
@@ -82,7 +87,7 @@ def plain_pycolmap(clip: Path, truth: dict, threads: int, max_size: int, overlap
                               params=[f0, info.width / 2, info.height / 2, 0, 0])
         cam_id = db.write_camera(cam)
         n = 0
-        for index, _, rgb in iter_frames(clip / "clip.mp4", max_size=max_size):
+        for index, _, rgb in iter_frames(footage(clip), max_size=max_size):
             gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
             kps, desc = extractor.extract_from_uint8_array(gray)
             kp = np.asarray(pycolmap.keypoints_to_matrix(kps), np.float64)[:, :2].copy()
@@ -212,7 +217,11 @@ def main(argv=None) -> int:
 
             f = 0.875 * args.width
             path = raycast_scene.handheld_path(args.frames, travel=1.2)
-            raycast_scene.write_clip(clip, path, f, args.width, args.height, supersample=1)
+            import importlib.util
+
+            video = importlib.util.find_spec("imageio_ffmpeg") is not None
+            raycast_scene.write_clip(clip, path, f, args.width, args.height, supersample=1, video=video,
+                                     workers=args.threads)
     res = {"machine": args.machine, "host": machine_description(args.threads), "note": args.note}
     if clip:
         truth = camera_file.read(clip / "truth.json")

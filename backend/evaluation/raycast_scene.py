@@ -13,6 +13,7 @@ clip and its truth are written as PNG frames, an mp4 and a cameras.json.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -200,13 +201,12 @@ def pan_path(n: int, degrees: float = 30.0, height: float = 1.6) -> np.ndarray:
 
 def write_clip(out_dir: str | Path, c2w: np.ndarray, focal: float, width: int, height: int,
                fps: float = 24.0, scene: Scene | None = None, supersample: int = 2,
-               video: bool = True, k1: float = 0.0, k2: float = 0.0) -> dict:
-    """Render frames to ``out_dir/frames/NNNNN.png`` (+ ``clip.mp4``) and ``truth.json``.
+               video: bool = True, k1: float = 0.0, k2: float = 0.0, workers: int = 1) -> dict:
+    """Render frames to ``out_dir/frames/NNNNN.png`` (+ ``clip.mp4``) and ``truth.json``,
+    in ``workers`` processes.
 
     Returns the truth as a cameras.json document (ground plane z = 0).
     """
-    import cv2
-
     from shared_protocol import camera_file
 
     out = Path(out_dir)
@@ -221,12 +221,18 @@ def write_clip(out_dir: str | Path, c2w: np.ndarray, focal: float, width: int, h
                                              output_params=["-crf", "12", "-preset", "veryfast"],
                                              macro_block_size=1)
         writer.send(None)
+    render = partial(_render_frame, scene, focal, width, height, supersample, k1, k2)
     try:
-        for i, m in enumerate(c2w):
-            img = scene.render(m, focal, width, height, supersample, k1, k2)
-            cv2.imwrite(str(out / "frames" / f"{i:05d}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-            if writer is not None:
-                writer.send(np.ascontiguousarray(img))
+        if workers > 1:
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(workers) as pool:
+                images = pool.map(render, c2w, chunksize=4)
+                for i, img in enumerate(images):
+                    _emit(out, i, img, writer)
+        else:
+            for i, m in enumerate(c2w):
+                _emit(out, i, render(m), writer)
     finally:
         if writer is not None:
             writer.close()
@@ -235,3 +241,15 @@ def write_clip(out_dir: str | Path, c2w: np.ndarray, focal: float, width: int, h
                                     ground_plane={"point": [0, 0, 0], "normal": [0, 0, 1]})
     camera_file.write(out / "truth.json", doc)
     return doc
+
+
+def _render_frame(scene, focal, width, height, supersample, k1, k2, c2w) -> np.ndarray:
+    return scene.render(c2w, focal, width, height, supersample, k1, k2)
+
+
+def _emit(out: Path, i: int, img: np.ndarray, writer) -> None:
+    import cv2
+
+    cv2.imwrite(str(out / "frames" / f"{i:05d}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    if writer is not None:
+        writer.send(np.ascontiguousarray(img))
