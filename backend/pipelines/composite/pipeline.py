@@ -166,6 +166,7 @@ def composite(req: CompositeRequest, out_path: Path, progress: Progress | None =
     total = info.frame_count if not req.max_frames else min(info.frame_count, int(req.max_frames))
     progress.stage("layers", f"footage and splat depth at {size[0]}x{size[1]}")
     backgrounds = write_backgrounds(req.video, shot / "background", size, progress, total)[:total]
+    total = len(backgrounds)  # the decoder's count rules when the container's header was off
     depths = write_depths(splats_path, cameras_path, shot / "depth", size,
                           device="cuda" if s.device.startswith("cuda") else "cpu", progress=progress, total=total)
     times["layers"] = time.monotonic() - t
