@@ -34,6 +34,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from backend.evaluation.machine import cpu_model  # noqa: E402
+
 from backend.pipelines.composite import placement  # noqa: E402
 from shared_protocol import camera_file  # noqa: E402
 
@@ -97,14 +99,7 @@ def time_render(video: Path, solve_dir: Path, frames: int, preview: bool, work: 
 
 
 def machine_description() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     gpu = "no GPU"
     try:
         import torch

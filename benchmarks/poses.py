@@ -30,6 +30,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from backend.evaluation.machine import cpu_model  # noqa: E402
+
 from backend.evaluation.pose_metrics import pose_errors  # noqa: E402
 from shared_protocol import camera_file  # noqa: E402
 
@@ -153,14 +155,7 @@ def herz_jesus(threads: int, max_size: int) -> dict:
 
 
 def machine_description(threads: int) -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return {"cpu": cpu, "cores_available": os.cpu_count(), "threads_used": threads,
             "python": platform.python_version(), "platform": platform.platform()}
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import socket
 import sys
 import tempfile
@@ -36,6 +35,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from backend.evaluation.machine import cpu_model  # noqa: E402
 
 from backend.evaluation.image_metrics import psnr, ssim, temporal_flicker  # noqa: E402
 from backend.pipelines.stereo.analytic import Layer, stereo_clip  # noqa: E402
@@ -203,14 +204,7 @@ def scene(clip_dir: Path, reconstruction: Path, device: str) -> dict:
 
 
 def machine_description(device: str) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     desc = f"{socket.gethostname()}: {cpu}, {os.cpu_count()} logical CPUs"
     if device.startswith("cuda"):
         import torch

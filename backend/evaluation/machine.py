@@ -1,0 +1,22 @@
+"""What machine a benchmark ran on, for its result file."""
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe() -> str:
+    """``"<cpu>, <n> cores, <system> <release>"``."""
+    return f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
