@@ -6,10 +6,11 @@ Installed as a Blender extension (see ``blender_manifest.toml``) or imported as 
 """
 from __future__ import annotations
 
-try:
-    import bpy
-except ImportError:  # imported outside Blender: only the bpy-free ``core`` is usable
-    bpy = None
+import sys
+
+# Inside Blender (and in scripts that import bpy first) bpy is already loaded; anywhere else,
+# such as the backend or a test process, only the bpy-free modules are used and bpy stays out.
+bpy = sys.modules.get("bpy")
 
 if bpy is not None:
     from . import camera_paths_bpy, operators, panels, preferences, properties
