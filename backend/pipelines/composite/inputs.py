@@ -1,13 +1,10 @@
 """Input checks of the main job: the footage and the product GLB, before any work starts."""
 from __future__ import annotations
 
-import importlib.util
-from functools import lru_cache
 from pathlib import Path
 
 from backend.progress import JobError
 
-_GLB_CHECK = Path(__file__).resolve().parents[3] / "blender_addon" / "core" / "glb_check.py"
 #: glTF extensions every supported Blender importer decodes (Draco depends on a library and is
 #: checked again inside Blender, where the importer reports what it can decode).
 IMPORTER_EXTENSIONS = (
@@ -19,20 +16,11 @@ IMPORTER_EXTENSIONS = (
 )
 
 
-@lru_cache(maxsize=1)
 def _glb_check():
-    """The add-on's bpy-free GLB validator, loaded by path (importing the ``blender_addon``
-    package would import bpy into this process)."""
-    import sys
+    """The add-on's bpy-free GLB validator (importing it never loads bpy)."""
+    from blender_addon.core import glb_check
 
-    name = "splatstage_glb_check"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, _GLB_CHECK)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(mod)
-    return mod
+    return glb_check
 
 
 def check_product(path: str | Path) -> list[str]:
