@@ -18,6 +18,12 @@ from backend.jobs import JobResult
 from backend.progress import JobError, Progress
 
 MAIN_OUTPUT = "composite.mp4"
+
+#: Every stage the main job passes through (its own, the camera solve's and the
+#: reconstruction's), weighted by its rough share of the run, so progress is one overall bar.
+STAGES = [("check", 1), ("decode", 1), ("track", 4), ("keyframes", 1), ("sfm", 3), ("register", 1),
+          ("bundle_adjust", 3), ("ground_plane", 1), ("place", 1), ("load", 2), ("train", 35),
+          ("evaluate", 1), ("write", 1), ("layers", 5), ("environment", 4), ("render", 34), ("encode", 2)]
 DEVICES = ("auto", "cpu", "cuda")
 
 
