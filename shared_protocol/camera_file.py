@@ -67,14 +67,20 @@ def _vector(value: Any, n: int, field: str) -> list[float]:
 def _matrix(value: Any, field: str) -> list[list[float]]:
     if not isinstance(value, (list, tuple)) or len(value) != 4:
         raise CameraFileError(f"{field}: expected 4 rows of 4 numbers")
-    rows = [_vector(r, 4, f"{field}[{i}]") for i, r in enumerate(value)]
-    m = np.array(rows, dtype=np.float64)
-    if np.abs(m[3] - [0, 0, 0, 1]).max() > 1e-9:
-        raise CameraFileError(f"{field}: last row must be [0, 0, 0, 1]")
-    r = m[:3, :3]
-    if np.abs(r.T @ r - np.eye(3)).max() > 1e-4 or np.linalg.det(r) < 0:
-        raise CameraFileError(f"{field}: upper-left 3x3 must be a rotation (orthonormal, det +1)")
-    return rows
+    return [_vector(r, 4, f"{field}[{i}]") for i, r in enumerate(value)]
+
+
+def _check_rigid(rows: list, fields: list[str]) -> None:
+    """All matrices at once: last row [0, 0, 0, 1] and a rotation in the upper-left 3x3."""
+    m = np.asarray(rows, dtype=np.float64).reshape(-1, 4, 4)
+    bad_row = np.abs(m[:, 3] - [0, 0, 0, 1]).max(axis=1) > 1e-9
+    r = m[:, :3, :3]
+    ortho = np.abs(np.swapaxes(r, 1, 2) @ r - np.eye(3)).max(axis=(1, 2))
+    bad_rot = (ortho > 1e-4) | (np.linalg.det(r) < 0)
+    for i in np.flatnonzero(bad_row | bad_rot)[:1]:
+        if bad_row[i]:
+            raise CameraFileError(f"{fields[i]}: last row must be [0, 0, 0, 1]")
+        raise CameraFileError(f"{fields[i]}: upper-left 3x3 must be a rotation (orthonormal, det +1)")
 
 
 def validate(doc: Any) -> dict:
@@ -98,6 +104,7 @@ def validate(doc: Any) -> dict:
     frames = doc["frames"]
     if not isinstance(frames, list) or not frames:
         raise CameraFileError("frames: expected a non-empty list")
+    matrices: list = []
     for i, fr in enumerate(frames):
         name = f"frames[{i}]"
         if not isinstance(fr, dict):
@@ -108,7 +115,7 @@ def validate(doc: Any) -> dict:
         _int(fr["frame"], f"{name}.frame", 0)
         if not isinstance(fr["source"], str):
             raise CameraFileError(f"{name}.source: expected a string")
-        _matrix(fr["matrix_world"], f"{name}.matrix_world")
+        matrices.append(_matrix(fr["matrix_world"], f"{name}.matrix_world"))
         _number(fr["focal_px"], f"{name}.focal_px", positive=True)
         _vector(fr["principal_point_px"], 2, f"{name}.principal_point_px")
         fr.setdefault("registered", True)
@@ -117,6 +124,7 @@ def validate(doc: Any) -> dict:
         fr.setdefault("reproj_error_px", None)
         if fr["reproj_error_px"] is not None:
             _number(fr["reproj_error_px"], f"{name}.reproj_error_px", minimum=0.0)
+    _check_rigid(matrices, [f"frames[{i}].matrix_world" for i in range(len(frames))])
     dist = doc.setdefault("distortion", {"model": "radial2", "k1": 0.0, "k2": 0.0})
     if not isinstance(dist, dict):
         raise CameraFileError("distortion: expected an object")
