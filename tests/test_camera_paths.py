@@ -2,16 +2,14 @@
 C1 smoothness by finite differences, quaternion continuity, nerfstudio round trips, and the
 animated Blender camera (bpy subprocess) against the same matrices.
 
-The add-on package's ``__init__`` imports bpy when it is installed, and bpy must stay out of
-the pytest process, so the bpy-free modules are imported through a bare package entry.
+The add-on's bpy-free modules are imported directly: the package loads its bpy layer only
+where bpy is already loaded, so bpy stays out of the pytest process.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -20,17 +18,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "blender_scripts"))
 from bpy_subprocess import run_script  # noqa: E402
+import blender_addon.camera_paths as cp  # noqa: E402 (bpy-free)
 
 
-def _addon_module(name: str):
-    if "blender_addon" not in sys.modules:
-        pkg = types.ModuleType("blender_addon")
-        pkg.__path__ = [str(REPO / "blender_addon")]
-        sys.modules["blender_addon"] = pkg
-    return importlib.import_module(f"blender_addon.{name}")
-
-
-cp = _addon_module("camera_paths")
 FMT = dict(focal_px=400.0, width=320, height=180, fps=24.0)
 
 

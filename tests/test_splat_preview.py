@@ -2,16 +2,14 @@
 attributes Blender stores, the preview's display fraction, and a Cycles render of the
 geometry-nodes preview against the pinhole projection of known splats.
 
-The add-on package's ``__init__`` imports bpy when it is installed, and bpy must stay out of
-the pytest process, so the bpy-free modules are imported through a bare package entry.
+The add-on's bpy-free modules are imported directly: the package loads its bpy layer only
+where bpy is already loaded, so bpy stays out of the pytest process.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -24,18 +22,10 @@ from backend.pipelines.reconstruct.outputs import splat_payload
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "blender_scripts"))
 from bpy_subprocess import run_script  # noqa: E402
+from blender_addon.splats import ply as ply  # noqa: E402 (bpy-free)
+from blender_addon.splats import attributes as attributes  # noqa: E402 (bpy-free)
 
 
-def _addon_module(name: str):
-    if "blender_addon" not in sys.modules:
-        pkg = types.ModuleType("blender_addon")
-        pkg.__path__ = [str(REPO / "blender_addon")]
-        sys.modules["blender_addon"] = pkg
-    return importlib.import_module(f"blender_addon.{name}")
-
-
-ply = _addon_module("splats.ply")
-attributes = _addon_module("splats.attributes")
 C0 = 0.28209479177387814
 
 

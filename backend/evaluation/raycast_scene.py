@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from backend.synthetic.paths import look_at  # noqa: F401 (part of this module's API)
+
 
 def _noise_texture(seed: int, size: int = 512) -> np.ndarray:
     """A periodic multi-scale noise texture in [0, 1] (rich in corners at every scale)."""
@@ -156,19 +158,6 @@ def undistort(xd: np.ndarray, yd: np.ndarray, k1: float, k2: float, iterations: 
         d = 1.0 + k1 * r2 + k2 * r2 * r2
         x, y = xd / d, yd / d
     return x, y
-
-
-def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """Blender camera-to-world matrix at ``eye`` looking at ``target`` with world ``up``."""
-    eye = np.asarray(eye, np.float64)
-    fwd = np.asarray(target, np.float64) - eye
-    fwd /= np.linalg.norm(fwd)
-    right = np.cross(fwd, up)
-    right /= np.linalg.norm(right)
-    cam_up = np.cross(right, fwd)
-    m = np.eye(4)
-    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = right, cam_up, -fwd, eye
-    return m
 
 
 def rotate_about_z(m: np.ndarray, deg: float) -> np.ndarray:
