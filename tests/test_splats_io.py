@@ -148,3 +148,194 @@ def test_blender_ply_importer_reads_positions_and_splat_attributes(tmp_path):
     np.testing.assert_allclose(got["attrs"]["scale_2"], s.scales[:, 2], rtol=1e-6)
     np.testing.assert_allclose(got["attrs"]["rot_3"], s.quats[:, 3], rtol=1e-6)
     np.testing.assert_allclose(got["attrs"]["f_rest_44"], s.shN[:, 14, 2], rtol=1e-6)
+
+
+# ---------------------------------------------------------------- Niantic .spz -------------
+import gzip  # noqa: E402
+import struct  # noqa: E402
+
+from backend.pipelines import splats_io  # noqa: E402
+from backend.pipelines.splats_io import (  # noqa: E402
+    read_spz, rotate_splats, sh_basis, sh_rotation, spz_header, write_spz,
+)
+
+B2R = splats_io._BLENDER_TO_RUB
+Q_B2R = splats_io._Q_BLENDER_TO_RUB
+
+
+def _quat_matrix(q):
+    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    w, x, y, z = (q[..., i] for i in range(4))
+    return np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+                     2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+                     2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1).reshape(*q.shape[:-1], 3, 3)
+
+
+def _sh_colour(splats: Splats, dirs: np.ndarray) -> np.ndarray:
+    """Colour of every splat seen along ``dirs`` [N,3], evaluated by gsplat's own SH code."""
+    import torch
+    from gsplat.cuda._torch_impl import _spherical_harmonics
+
+    coeffs = torch.as_tensor(np.concatenate([splats.sh0[:, None], splats.shN], 1), dtype=torch.float64)
+    return _spherical_harmonics(splats.sh_degree, torch.as_tensor(dirs, dtype=torch.float64), coeffs).numpy()
+
+
+def test_sh_basis_matches_gsplat():
+    rng = np.random.default_rng(5)
+    s = random_splats(200, 15, seed=5)
+    d = rng.normal(size=(200, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    ours = SH_C0 * s.sh0 + np.einsum("nk,nkc->nc", sh_basis(d, 3), s.shN.astype(np.float64))
+    np.testing.assert_allclose(ours, _sh_colour(s, d), atol=1e-5)
+
+
+def test_blender_to_rub_is_a_proper_rotation_taking_up_to_up():
+    assert np.allclose(B2R @ B2R.T, np.eye(3)) and np.isclose(np.linalg.det(B2R), 1.0)
+    np.testing.assert_allclose(B2R @ [0, 0, 1], [0, 1, 0])  # Blender up (+Z) -> RUB up (+Y)
+    np.testing.assert_allclose(B2R @ [0, -1, 0], [0, 0, 1])  # Blender front view looks down +Y; RUB's back is +Z
+    np.testing.assert_allclose(_quat_matrix(Q_B2R), B2R, atol=1e-12)
+
+
+def test_sh_rotation_band1_by_hand():
+    # band 1 is C1 * (-y, z, -x); with rub = (x, z, -y): -y_b = z_r, z_b = y_r, -x_b = -x_r, so
+    # c1*(-y_b) + c2*z_b + c3*(-x_b) = (-c2)*(-y_r) + c1*z_r + c3*(-x_r)
+    np.testing.assert_allclose(sh_rotation(B2R, 1), [[0, -1, 0], [1, 0, 0], [0, 0, 1]], atol=1e-12)
+    D = sh_rotation(B2R, 3)
+    np.testing.assert_allclose(D @ D.T, np.eye(15), atol=1e-10)  # orthogonal, bands unmixed
+    assert not D[:3, 3:].any() and not D[3:8, 8:].any()
+
+
+def test_rotation_keeps_every_view_of_every_splat():
+    rng = np.random.default_rng(6)
+    s = random_splats(300, 15, seed=6)
+    r = rotate_splats(s, B2R, Q_B2R)
+    d = rng.normal(size=(300, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    np.testing.assert_allclose(_sh_colour(r, d @ B2R.T), _sh_colour(s, d), atol=1e-5)
+    np.testing.assert_allclose(r.means, s.means @ B2R.T, atol=1e-6)
+    np.testing.assert_allclose(_quat_matrix(r.quats.astype(np.float64)),
+                               B2R @ _quat_matrix(s.quats.astype(np.float64)), atol=1e-5)
+
+
+def _spz_tolerances(s: Splats, r: Splats, bits: int):
+    """Assert ``r`` is ``s`` after SPZ quantisation (Niantic's spec, version 3)."""
+    assert np.abs(r.means - s.means).max() <= 0.5 / 2 ** bits + 1e-6 * (1 + np.abs(s.means).max())
+    assert np.abs(r.scales - s.scales).max() <= 0.5 / 16 + 1e-6  # log scale in 1/16 steps
+    assert np.abs(r.alpha() - s.alpha()).max() <= 0.5 / 255 + 1e-6
+    assert np.abs(r.sh0 - s.sh0).max() <= 0.5 / (0.15 * 255) + 1e-6  # colour byte = sh0*0.15*255 + 127.5
+    # smallest three: each stored component within delta = (1/sqrt2) * 0.5/511; the derived largest one
+    # moves by |sum q_i e_i| / q_L <= delta * sqrt3 * sqrt(1 - q_L^2) / q_L <= 3 delta (q_L >= 1/2)
+    delta = np.sqrt(0.5) * 0.5 / 511
+    qs, qr = s.unit_quats(), r.unit_quats()
+    qr = qr * np.sign((qs * qr).sum(1))[:, None]
+    assert np.abs(qr - qs).max() <= 3 * delta + 1e-5
+    # higher SH: 1/128 steps in RUB; turned back, a band's error is at most its RUB error's 2-norm
+    for band in range(1, s.sh_degree + 1):
+        sl = slice(band * band - 1, (band + 1) ** 2 - 1)
+        assert np.abs(r.shN[:, sl] - s.shN[:, sl]).max() <= np.sqrt(2 * band + 1) * 0.5 / 128 + 1e-6
+
+
+@pytest.mark.parametrize("k", [0, 3, 8, 15])
+def test_spz_round_trip_within_quantisation(tmp_path, k):
+    s = random_splats(700, k, seed=7)
+    s.shN *= 0.6  # |band| <= 0.3 * sqrt(7) < 1: inside SPZ's SH range in any frame
+    write_spz(s, tmp_path / "a.spz")
+    h = spz_header(tmp_path / "a.spz")
+    assert h == {"version": 3, "num_points": 700, "sh_degree": s.sh_degree, "fractional_bits": 12,
+                 "flags": 0, "container": "gzip"}
+    r = load_splats(tmp_path / "a.spz")
+    assert len(r) == 700 and r.shN.shape == s.shN.shape
+    _spz_tolerances(s, r, 12)
+
+
+def test_spz_bytes_follow_the_spec_in_rub_axes(tmp_path):
+    """Decode the written file by hand from Niantic's layout: 16-byte header, then positions as
+    24-bit signed little-endian fixed point, alphas, colours, scales, rotations, SH."""
+    s = random_splats(50, 3, seed=8)
+    write_spz(s, tmp_path / "a.spz")
+    raw = gzip.decompress((tmp_path / "a.spz").read_bytes())
+    magic, version, n, degree, bits, flags, reserved = struct.unpack("<IIIBBBB", raw[:16])
+    assert (magic, version, n, degree, bits, flags, reserved) == (0x5053474E, 3, 50, 1, 12, 0, 0)
+    assert len(raw) == 16 + n * (9 + 1 + 3 + 3 + 4 + 9)
+    b = np.frombuffer(raw, np.uint8, 9 * n, 16).reshape(n, 3, 3).astype(np.int64)
+    fixed = b[..., 0] | (b[..., 1] << 8) | (b[..., 2] << 16)
+    pos = np.where(fixed >= 1 << 23, fixed - (1 << 24), fixed) / 2.0 ** bits
+    rub = np.stack([s.means[:, 0], s.means[:, 2], -s.means[:, 1]], 1)  # RUB = (x, z, -y) of Blender
+    assert np.abs(pos - rub).max() <= 0.5 / 2 ** bits + 1e-6
+    alphas = np.frombuffer(raw, np.uint8, n, 16 + 9 * n)
+    assert np.abs(alphas / 255.0 - s.alpha()).max() <= 0.5 / 255 + 1e-6
+    scales = np.frombuffer(raw, np.uint8, 3 * n, 16 + 13 * n).reshape(n, 3)
+    assert np.abs(scales / 16.0 - 10.0 - s.scales).max() <= 0.5 / 16 + 1e-6  # the axes stay the Gaussian's own
+
+
+def test_hand_made_spz_lands_upright_in_blender(tmp_path):
+    """An SPZ assembled byte by byte from the spec (no gsply): a splat 1 m up (RUB +Y) and one
+    1 m back (RUB +Z), rotated 90 degrees about RUB's y, read into the Blender world."""
+    n, bits = 2, 10
+    pos = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    fixed = (np.round(pos * 2 ** bits).astype(np.int64)) & 0xFFFFFF
+    pos_bytes = np.stack([fixed & 255, (fixed >> 8) & 255, fixed >> 16], -1).astype(np.uint8)
+    # quaternion (x, y, z, w) = (0, sin45, 0, cos45): largest is w (index 3), stored x, y, z as 9-bit magnitude + sign
+    mag = lambda v: int(round(abs(v) / np.sqrt(0.5) * 511)) | ((v < 0) << 9)  # noqa: E731
+    comp = 3
+    for v in (0.0, np.sqrt(0.5), 0.0):
+        comp = (comp << 10) | mag(v)
+    rot = struct.pack("<I", comp) * n
+    body = (struct.pack("<IIIBBBB", 0x5053474E, 3, n, 0, bits, 0, 0) + pos_bytes.tobytes()
+            + bytes([255, 128]) + bytes([128, 128, 128] * n) + bytes([80, 80, 80] * n) + rot)
+    (tmp_path / "h.spz").write_bytes(gzip.compress(body))
+    r = read_spz(tmp_path / "h.spz")
+    np.testing.assert_allclose(r.means, [[0, 0, 1], [0, -1, 0]], atol=1e-6)  # up -> +Z, back -> -Y
+    np.testing.assert_allclose(np.exp(r.scales), np.exp(80 / 16 - 10), rtol=1e-6)
+    np.testing.assert_allclose(r.alpha(), [1.0, 128 / 255], atol=1.1e-6)
+    # the Gaussian's own axes (matrix columns) in RUB: x -> -z (front), y -> +y (up), z -> +x;
+    # in Blender front is +Y and up is +Z: x -> +Y, y -> +Z, z -> +X
+    want = np.array([[0, 0, 1], [1, 0, 0], [0, 1, 0.0]])
+    np.testing.assert_allclose(_quat_matrix(r.quats.astype(np.float64)), [want, want], atol=2e-3)
+
+
+def test_spz_written_by_gsply_from_a_ply_reads_into_the_same_world(tmp_path):
+    """gsply's own PLY -> SPZ path copies coordinates unchanged (it assumes the PLY is already in
+    SPZ's RUB axes). A PLY holding the scene in RUB, converted by gsply, reads back through
+    load_splats into the Blender world, the same world our reader of the Blender-axes PLY gives."""
+    import gsply
+    s = random_splats(400, 8, seed=9)
+    s.shN *= 0.6
+    write_ply(s, tmp_path / "blender.ply")
+    write_ply(rotate_splats(s, B2R, Q_B2R), tmp_path / "rub.ply")
+    gsply.write_spz(tmp_path / "lib.spz", gsply.plyread(str(tmp_path / "rub.ply")))
+    from_spz, from_ply = load_splats(tmp_path / "lib.spz"), load_splats(tmp_path / "blender.ply")
+    # our PLY writer pads f_rest to degree 3, so the library wrote degree 3 with zero bands
+    assert spz_header(tmp_path / "lib.spz")["sh_degree"] == 3
+    assert np.abs(from_spz.shN[:, 8:]).max() == 0
+    from_spz.shN, from_ply.shN = from_spz.shN[:, :8], from_ply.shN[:, :8]
+    _spz_tolerances(from_ply, from_spz, 12)
+
+
+def test_spz_far_scene_uses_fewer_fractional_bits(tmp_path):
+    s = random_splats(100, 0, seed=10)
+    s.means *= 2500.0  # up to ~ 9 km: 2^23 / 2^10 = 8192 m would not hold them all
+    write_spz(s, tmp_path / "far.spz")
+    bits = spz_header(tmp_path / "far.spz")["fractional_bits"]
+    extent = np.abs(s.means).max()
+    assert extent * 2 ** bits <= 2 ** 23 - 1 < extent * 2 ** (bits + 1)
+    _spz_tolerances(s, read_spz(tmp_path / "far.spz"), bits)
+
+
+def test_spz_bad_inputs_are_one_line_errors(tmp_path, monkeypatch):
+    (tmp_path / "junk.spz").write_bytes(b"hello world, not a splat file")
+    with pytest.raises(SplatFormatError, match="junk.spz.*not an SPZ file"):
+        load_splats(tmp_path / "junk.spz")
+    (tmp_path / "v1.spz").write_bytes(gzip.compress(struct.pack("<IIIBBBB", 0x5053474E, 1, 1, 0, 12, 0, 0) + b"\0" * 20))
+    with pytest.raises(SplatFormatError, match="v1.spz.*version 1"):
+        load_splats(tmp_path / "v1.spz")
+    (tmp_path / "short.spz").write_bytes(gzip.compress(struct.pack("<IIIBBBB", 0x5053474E, 3, 1000, 0, 12, 0, 0)))
+    with pytest.raises(SplatFormatError, match="short.spz"):
+        load_splats(tmp_path / "short.spz")
+    with pytest.raises(SplatFormatError, match="gone.spz: no such file"):
+        load_splats(tmp_path / "gone.spz")
+    write_spz(random_splats(5, 0), tmp_path / "ok.spz")
+    monkeypatch.setitem(__import__("sys").modules, "gsply", None)
+    with pytest.raises(SplatFormatError, match=r"ok.spz: .spz needs the gsply package") as e:
+        load_splats(tmp_path / "ok.spz")
+    assert "\n" not in str(e.value)

@@ -1,4 +1,5 @@
-"""Read and write Gaussian splats: 3DGS PLY, SuperSplat compressed PLY, antimatter15 ``.splat``.
+"""Read and write Gaussian splats: 3DGS PLY, SuperSplat compressed PLY, antimatter15 ``.splat``,
+Niantic ``.spz`` (through the ``gsply`` package).
 
 :class:`Splats` holds the pre-activation parameters of the standard 3DGS PLY layout:
 ``means`` [N,3], ``scales`` [N,3] (log), ``quats`` [N,4] (w, x, y, z; not necessarily unit),
@@ -9,6 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import gzip
+import struct
 
 import numpy as np
 from plyfile import PlyData, PlyElement
@@ -296,20 +300,182 @@ def read_splat(path: str | Path) -> Splats:
         opacities=np.log(a / (1 - a)), sh0=(rgba[:, :3] - 0.5) / SH_C0)
 
 
+# ---------------------------------------------------------------- Niantic .spz -------------
+# SPZ stores Gaussians in RUB axes (x right, y up, z back: OpenGL / three.js). The Blender world
+# is RFU (x right, y front, z up). rub = _BLENDER_TO_RUB @ blender, a rotation of -90 degrees about
+# x (the glTF Y-up <-> Blender Z-up change); the Gaussians' orientations and SH rotate with it.
+_BLENDER_TO_RUB = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+_Q_BLENDER_TO_RUB = np.array([np.sqrt(0.5), -np.sqrt(0.5), 0.0, 0.0])  # w, x, y, z
+SPZ_MAGIC = 0x5053474E  # "NGSP"
+SPZ_MAX_FRACTIONAL_BITS = 12
+_SH_C1 = 0.4886025119029199
+_SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792,
+          0.5462742152960396)
+_SH_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154,
+          -0.4570457994644658, 1.445305721320277, -0.5900435899266435)
+
+
+def sh_basis(dirs: np.ndarray, degree: int) -> np.ndarray:
+    """Real SH basis of bands 1..``degree`` at unit directions [M,3] -> [M, (degree+1)^2 - 1],
+    in the 3DGS / gsplat order and normalisation (band 0 is the constant ``SH_C0``)."""
+    x, y, z = (np.asarray(dirs, np.float64)[:, i] for i in range(3))
+    out = []
+    if degree >= 1:
+        out += [-_SH_C1 * y, _SH_C1 * z, -_SH_C1 * x]
+    if degree >= 2:
+        xx, yy, zz = x * x, y * y, z * z
+        c = _SH_C2
+        out += [c[0] * x * y, c[1] * y * z, c[2] * (2 * zz - xx - yy), c[3] * x * z, c[4] * (xx - yy)]
+    if degree >= 3:
+        c = _SH_C3
+        out += [c[0] * y * (3 * xx - yy), c[1] * x * y * z, c[2] * y * (4 * zz - xx - yy),
+                c[3] * z * (2 * zz - 3 * xx - 3 * yy), c[4] * x * (4 * zz - xx - yy),
+                c[5] * z * (xx - yy), c[6] * x * (xx - 3 * yy)]
+    return np.stack(out, 1) if out else np.zeros((len(x), 0))
+
+
+def sh_rotation(R: np.ndarray, degree: int) -> np.ndarray:
+    """Matrix D [K,K] (K = (degree+1)^2 - 1) with ``shN_new = D @ shN`` for splats rotated by
+    ``R`` (new = R @ old): the colour seen along R @ d after equals the colour along d before.
+    Bands do not mix; each band's block is fitted exactly on 64 spread directions."""
+    k = (degree + 1) ** 2 - 1
+    if k == 0:
+        return np.zeros((0, 0))
+    i = np.arange(64) + 0.5
+    phi, cos_t = np.pi * (1 + 5 ** 0.5) * i, 1 - 2 * i / 64
+    sin_t = np.sqrt(1 - cos_t ** 2)
+    d = np.stack([sin_t * np.cos(phi), sin_t * np.sin(phi), cos_t], 1)
+    A, B = sh_basis(d, degree), sh_basis(d @ np.asarray(R, np.float64).T, degree)
+    D = np.zeros((k, k))
+    for band in range(1, degree + 1):
+        s = slice(band * band - 1, (band + 1) ** 2 - 1)
+        D[s, s] = np.linalg.lstsq(B[:, s], A[:, s], rcond=None)[0]
+    return D
+
+
+def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    aw, ax, ay, az = (a[..., i] for i in range(4))
+    bw, bx, by, bz = (b[..., i] for i in range(4))
+    return np.stack([aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
+                     aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw], -1)
+
+
+def rotate_splats(splats: Splats, R: np.ndarray, q: np.ndarray) -> Splats:
+    """The splats turned by the rotation ``R`` (3x3, new = R @ old; ``q`` its w,x,y,z quaternion):
+    positions, orientations and view-dependent colour; scales, opacity and DC colour unchanged."""
+    R = np.asarray(R, np.float64)
+    D = sh_rotation(R, splats.sh_degree)
+    return Splats(means=splats.means.astype(np.float64) @ R.T, scales=splats.scales,
+                  quats=_quat_mul(np.asarray(q, np.float64), splats.quats.astype(np.float64)),
+                  opacities=splats.opacities, sh0=splats.sh0,
+                  shN=np.einsum("kj,njc->nkc", D, splats.shN.astype(np.float64)))
+
+
+def _gsply(path: Path):
+    try:
+        import gsply
+    except ImportError:
+        raise SplatFormatError(f"{path}: .spz needs the gsply package (pip install 'gsply>=0.4.6')") \
+            from None
+    return gsply
+
+
+def spz_header(path: str | Path) -> dict:
+    """The header of an ``.spz`` file: version, num_points, sh_degree, fractional_bits, flags,
+    container ("gzip" for versions 1-3, "ngsp" for the zstd container of version 4)."""
+    path = Path(path)
+    if not path.is_file():
+        raise _fail(path, "no such file")
+    with open(path, "rb") as f:
+        head = f.read(16)
+    container = "ngsp"
+    if head[:2] == b"\x1f\x8b":
+        container = "gzip"
+        try:
+            with gzip.open(path, "rb") as f:
+                head = f.read(16)
+        except (OSError, EOFError) as exc:
+            raise _fail(path, f"not a readable gzip stream ({exc})") from None
+    if len(head) < 16:
+        raise _fail(path, "too short for an SPZ header")
+    magic, version, n, degree, frac, flags, _ = struct.unpack("<IIIBBBB", head)
+    if magic != SPZ_MAGIC:
+        raise _fail(path, f"not an SPZ file (magic 0x{magic:08x}, expected 0x{SPZ_MAGIC:08x})")
+    return {"version": version, "num_points": n, "sh_degree": degree, "fractional_bits": frac,
+            "flags": flags, "container": container}
+
+
+def read_spz(path: str | Path) -> Splats:
+    """Read a Niantic ``.spz`` (versions 2 and 3, gzip; version 4 with ``zstandard`` installed)
+    into the Blender world: SPZ's RUB axes are turned to Blender's (x, -z, y)."""
+    path = Path(path)
+    h = spz_header(path)
+    if h["version"] == 1:
+        raise _fail(path, "SPZ version 1 (float16 positions) is not supported; re-save it as version 3")
+    if h["sh_degree"] > 3:
+        raise _fail(path, f"SPZ spherical-harmonics degree {h['sh_degree']} is not supported (0-3)")
+    gsply = _gsply(path)
+    try:
+        d = gsply.read_spz(path)
+    except (ValueError, OSError) as exc:
+        raise _fail(path, f"not a readable SPZ file ({exc})") from None
+    k = (h["sh_degree"] + 1) ** 2 - 1
+    shN = np.asarray(d.shN, np.float32).reshape(len(d.means), -1, 3)[:, :k] if k else None
+    rub = Splats(d.means, d.scales, d.quats, d.opacities, d.sh0, shN)
+    return rotate_splats(rub, _BLENDER_TO_RUB.T, _Q_BLENDER_TO_RUB * [1, -1, -1, -1])
+
+
+def spz_fractional_bits(means: np.ndarray, bits: int = SPZ_MAX_FRACTIONAL_BITS) -> int:
+    """The most fractional bits (at most ``bits``) whose 24-bit fixed point holds every coordinate."""
+    extent = float(np.abs(means).max()) if len(means) else 0.0
+    while bits > 0 and np.round(extent * 2.0 ** bits) > 2 ** 23 - 1:
+        bits -= 1
+    return bits
+
+
+def write_spz(splats: Splats, path: str | Path, fractional_bits: int = SPZ_MAX_FRACTIONAL_BITS) -> None:
+    """Write a Niantic ``.spz`` version 3 (gzip, smallest-three rotations) in SPZ's RUB axes.
+
+    Quantisation (the format's): positions 24-bit fixed point with up to ``fractional_bits``
+    fractional bits (fewer for scenes beyond 2048 m), log-scales 1/16 steps on [-10, 5.94],
+    opacity and colour 8 bits (DC colour clipped to +-3.33 in SH units), rotation components
+    10 bits, higher SH 8 bits on [-1, 1]."""
+    path = Path(path)
+    gsply = _gsply(path)
+    rub = rotate_splats(splats, _BLENDER_TO_RUB, _Q_BLENDER_TO_RUB)
+    if not np.all(np.isfinite(rub.means)):
+        raise ValueError(f"{path}: non-finite splat positions cannot be written")
+    bits = spz_fractional_bits(rub.means, fractional_bits)
+    if bits < 1:
+        raise ValueError(f"{path}: splat positions up to {np.abs(rub.means).max():.4g} exceed SPZ's range")
+    data = gsply.GSData.from_arrays(
+        means=rub.means, scales=rub.scales, quats=rub.quats, opacities=rub.opacities, sh0=rub.sh0,
+        shN=rub.shN if rub.shN.shape[1] else None, format="ply")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    gsply.write_spz(path, data, version=3, fractional_bits=bits)
+
+
+# ---------------------------------------------------------------- by extension -------------
 def load_splats(path: str | Path) -> Splats:
-    """Read splats by extension: ``.ply`` (3DGS or SuperSplat compressed) or ``.splat``."""
+    """Read splats by extension: ``.ply`` (3DGS or SuperSplat compressed), ``.splat`` or ``.spz``."""
     path = Path(path)
     ext = path.suffix.lower()
     if ext == ".ply":
         return read_ply(path)
     if ext == ".splat":
         return read_splat(path)
-    raise SplatFormatError(f"{path}: unknown splat format {ext or '(no extension)'}; expected .ply or .splat")
+    if ext == ".spz":
+        return read_spz(path)
+    raise SplatFormatError(f"{path}: unknown splat format {ext or '(no extension)'}; "
+                           "expected .ply, .splat or .spz")
 
 
 def save_splats(splats: Splats, path: str | Path) -> None:
     path = Path(path)
-    if path.suffix.lower() == ".splat":
+    ext = path.suffix.lower()
+    if ext == ".splat":
         write_splat(splats, path)
+    elif ext == ".spz":
+        write_spz(splats, path)
     else:
         write_ply(splats, path)
