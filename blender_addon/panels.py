@@ -104,13 +104,31 @@ class SPLATSTAGE_PT_product(_Panel, bpy.types.Panel):
         col.operator("splatstage.insert_product")
 
 
+def _draw_result(layout, path: str) -> None:
+    """The last output file with an Open button (the system's video player)."""
+    if not path:
+        return
+    row = layout.row(align=True)
+    row.label(text=path[-70:], icon="FILE_MOVIE")
+    op = row.operator("wm.path_open", text="", icon="FILEBROWSER")
+    op.filepath = path
+
+
 class SPLATSTAGE_PT_reconstruction(_Panel, bpy.types.Panel):
     bl_label = "Reconstruction"
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
+        s = context.scene.splatstage
         col = self.layout.column()
-        col.label(text="Backend reconstruction: not in the add-on yet")
+        col.prop(s, "reconstruction_dir")
+        row = col.row(align=True)
+        row.prop(s, "recon_steps")
+        row.prop(s, "recon_strategy", text="")
+        col.prop(s, "recon_device")
+        col.operator("splatstage.reconstruct")
+        draw_job(col, STATE.job_of_kind("reconstruct"))
+        col.separator()
         col.operator("splatstage.import_splats")
         col.operator("splatstage.splat_display")
 
@@ -120,7 +138,17 @@ class SPLATSTAGE_PT_stereo(_Panel, bpy.types.Panel):
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
-        self.layout.label(text="Stereo video: not in the add-on yet")
+        s = context.scene.splatstage
+        col = self.layout.column()
+        col.prop(s, "stereo_interaxial")
+        col.prop(s, "stereo_convergence")
+        col.prop(s, "stereo_layout")
+        col.prop(s, "stereo_method")
+        col.prop(s, "stereo_debug_grid")
+        col.prop(s, "stereo_output")
+        col.operator("splatstage.render_stereo")
+        draw_job(col, STATE.job_of_kind("stereo"))
+        _draw_result(col, s.stereo_result)
 
 
 class SPLATSTAGE_PT_render(_Panel, bpy.types.Panel):
@@ -128,12 +156,36 @@ class SPLATSTAGE_PT_render(_Panel, bpy.types.Panel):
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
+        s = context.scene.splatstage
         col = self.layout.column()
+        col.prop(s, "product_path")
+        col.prop(s, "render_placement")
+        if s.render_placement == "PIXEL":
+            row = col.row(align=True)
+            row.prop(s, "render_pixel", text="")
+            row.prop(s, "render_frame")
+        else:
+            col.prop(s, "render_frame")
+        row = col.row(align=True)
+        row.prop(s, "render_product_height")
+        row.prop(s, "product_rotation")
+        row = col.row(align=True)
+        row.prop(s, "render_preview")
+        row.prop(s, "render_reuse", text="Reuse Solve/Splats")
+        row = col.row(align=True)
+        row.prop(s, "render_steps")
+        row.prop(s, "render_max_frames")
+        col.prop(s, "render_device")
+        col.prop(s, "render_output")
+        col.operator("splatstage.render_composite", icon="RENDER_ANIMATION")
+        draw_job(col, STATE.job_of_kind("composite"))
+        _draw_result(col, s.render_result)
+        col.separator()
+        col.label(text="Camera paths")
         col.operator("splatstage.add_camera_path")
         row = col.row(align=True)
         row.operator("splatstage.import_camera_path", text="Import Path")
         row.operator("splatstage.export_camera_path", text="Export Path")
-        col.label(text="Splat + product render: not in the add-on yet")
 
 
 def draw_status_bar(self, context) -> None:

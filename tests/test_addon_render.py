@@ -1,0 +1,425 @@
+"""The add-on's Render, Reconstruction and Stereo operators and their bpy-free parameter builders.
+
+The builders (``blender_addon.core.job_params``) are checked against the backend's own job
+modules: what the add-on submits equals what ``splatstage <kind>`` sends for the same settings,
+and the composite job accepts it. The operators run in a fresh bpy subprocess (this file run as
+a script, see ``_scenario``) against a live ``splatstage serve``: a preview composite of two
+frames of the committed sample clip, reusing a camera solve (the clip's true cameras) and a
+reconstruction (flat splats on the true ground plane) so no solve or training runs; the
+product must stand where the requested pixel's ground point is. Then a backend-side error, a
+cancelled job and the input errors, each leaving no output and no staging folder behind.
+"""
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "backend" / "samples"
+CLIP, PRODUCT, TRUTH = SAMPLES / "sample_clip.mp4", SAMPLES / "product.glb", SAMPLES / "sample_truth.json"
+PIXEL = (300.0, 200.0)      # on the ground of frame 0 (480x270), right of the default anchor
+HEIGHT_M = 0.25
+
+
+# -- bpy-free parameter builders ---------------------------------------------------------------
+
+def _cli_params(kind: str, argv: list[str]) -> dict:
+    import importlib
+
+    mod = importlib.import_module(f"backend.jobs.{kind}")
+    ap = argparse.ArgumentParser()
+    mod.add_arguments(ap)
+    return mod.params_from_args(ap.parse_args(argv))
+
+
+def test_composite_params_equal_the_cli_and_the_job_accepts_them(tmp_path):
+    from backend.jobs.composite import request_from_params
+    from blender_addon.core.job_params import composite_params
+
+    solve, recon = _solve_and_splats(tmp_path)
+    p = composite_params(CLIP, PRODUCT, at_pixel=[12.5, 200], at_frame=3, product_height=0.3, rotate_deg=45,
+                         preview=True, steps=9, device="cpu", solve_dir=solve, reconstruction_dir=recon,
+                         max_frames=2)
+    cli = _cli_params("composite", [str(CLIP), str(PRODUCT), "--at-pixel", "12.5,200", "--at-frame", "3",
+                                    "--product-height", "0.3", "--rotate", "45", "--preview", "--steps", "9",
+                                    "--device", "cpu", "--solve", str(solve), "--reconstruction", str(recon),
+                                    "--max-frames", "2"])
+    assert {k: cli[k] for k in p} == p
+    req = request_from_params(p)
+    assert req.at_pixel == (12.5, 200.0) and req.at_frame == 3 and req.product_height == 0.3
+    assert req.rotate_deg == 45 and req.settings.preview and req.settings.steps == 9
+    assert req.solve_dir == Path(solve) and req.reconstruction == Path(recon) and req.max_frames == 2
+    default = composite_params(str(CLIP), str(PRODUCT))
+    assert default["at_pixel"] is None and default["product_height"] is None and default["steps"] is None
+    assert request_from_params(default).settings.preview is False
+
+
+def test_reconstruct_and_stereo_params_equal_the_cli(tmp_path):
+    from blender_addon.core.job_params import reconstruct_params, stereo_params
+
+    solve, recon = _solve_and_splats(tmp_path)
+    p = reconstruct_params(solve, video=CLIP, steps=500, strategy="mcmc", device="cpu")
+    cli = _cli_params("reconstruct", [str(solve), "--input", str(CLIP), "--steps", "500", "--strategy", "mcmc",
+                                      "--device", "cpu"])
+    assert {k: cli[k] for k in p} == p
+    assert "device" not in reconstruct_params(solve)  # auto: the backend decides
+    p = stereo_params(CLIP, interaxial=0.1, convergence=2.5, layout="half-sbs", method="scene", debug_grid=True,
+                      reconstruction_dir=recon, cameras=Path(solve) / "cameras.json", max_frames=3)
+    cli = _cli_params("stereo", [str(CLIP), "--interaxial", "0.1", "--convergence", "2.5", "--layout", "half-sbs",
+                                 "--method", "scene", "--debug-grid", "--reconstruction", str(recon),
+                                 "--cameras", str(Path(solve) / "cameras.json"), "--max-frames", "3"])
+    assert {k: cli[k] for k in p} == p
+
+
+def _html(tmp_path):
+    bad = tmp_path / "page.glb"
+    bad.write_bytes(b"<!DOCTYPE html><html></html>")
+    return bad
+
+
+@pytest.mark.parametrize("call, needle", [
+    (lambda t: ("composite", ("", PRODUCT), {}), "no footage loaded"),
+    (lambda t: ("composite", (t / "nope.mp4", PRODUCT), {}), "nope.mp4: footage not found"),
+    (lambda t: ("composite", (CLIP, ""), {}), "no product set"),
+    (lambda t: ("composite", (CLIP, t / "gone.glb"), {}), "gone.glb: product file not found"),
+    (lambda t: ("composite", (CLIP, _html(t)), {}), "page.glb: is an HTML page"),
+    (lambda t: ("composite", (CLIP, PRODUCT), {"at_pixel": "12"}), "pixel must be U,V"),
+    (lambda t: ("composite", (CLIP, PRODUCT), {"at_pixel": [1, -2]}), "must not be negative"),
+    (lambda t: ("composite", (CLIP, PRODUCT), {"product_height": -1.0}), "product height must be positive"),
+    (lambda t: ("composite", (CLIP, PRODUCT), {"steps": 0}), "steps must be an integer"),
+    (lambda t: ("composite", (CLIP, PRODUCT), {"device": "tpu"}), "device must be one of"),
+    (lambda t: ("composite", (CLIP, PRODUCT), {"solve_dir": t}), "no cameras.json in the solve folder"),
+    (lambda t: ("composite", (CLIP, PRODUCT), {"reconstruction_dir": t}), "no splats.ply"),
+    (lambda t: ("reconstruct", (t,), {}), "no cameras.json"),
+    (lambda t: ("reconstruct", ("",), {}), "no camera solve"),
+    (lambda t: ("stereo", (CLIP,), {"layout": "cube"}), "layout must be one of"),
+    (lambda t: ("stereo", (CLIP,), {"interaxial": 0.0}), "interaxial must be in"),
+    (lambda t: ("stereo", (CLIP,), {"convergence": -3.0}), "convergence distance must be positive"),
+    (lambda t: ("stereo", (CLIP,), {"method": "scene"}), "scene stereo needs a reconstruction"),
+    (lambda t: ("output", (t / "out.avi",), {}), "out.avi: output must be a .mp4 file"),
+    (lambda t: ("output", (t / "dir.mp4",), {}), "is a folder"),
+])
+def test_bad_input_is_one_line_naming_it(tmp_path, call, needle):
+    from blender_addon.core import job_params
+
+    (tmp_path / "dir.mp4").mkdir()
+    kind, args, kw = call(tmp_path)
+    fn = {"composite": job_params.composite_params, "reconstruct": job_params.reconstruct_params,
+          "stereo": job_params.stereo_params, "output": job_params.output_path}[kind]
+    with pytest.raises(job_params.ParamError) as exc:
+        fn(*args, **kw)
+    msg = str(exc.value)
+    assert needle in msg and "\n" not in msg, msg
+
+
+def test_delivery_replaces_the_output_whole_and_removes_staging(tmp_path):
+    from blender_addon.core.delivery import deliver_file, deliver_folder
+
+    out = tmp_path / "out" / "video.mp4"
+    for content in (b"first", b"second"):
+        staging = tmp_path / "staging"
+        staging.mkdir()
+        (staging / "composite.mp4").write_bytes(content)
+        assert deliver_file({"composite.mp4": str(staging / "composite.mp4")}, "composite.mp4", out, staging) == out
+        assert out.read_bytes() == content and not staging.exists()
+    staging.mkdir()
+    with pytest.raises(RuntimeError, match="has no composite.mp4"):
+        deliver_file({}, "composite.mp4", out, staging)
+    assert out.read_bytes() == b"second" and not staging.exists()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["video.mp4"]
+
+    dest = tmp_path / "splats"
+    for n in (1, 2):
+        staging = tmp_path / "st"
+        staging.mkdir()
+        (staging / f"splats{n}.ply").write_text("x")
+        deliver_folder(staging, dest)
+        assert [p.name for p in dest.iterdir()] == [f"splats{n}.ply"] and not staging.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "splats"]
+
+
+# -- operators in Blender against a live backend -----------------------------------------------
+
+def _solve_and_splats(tmp: Path) -> tuple[str, str]:
+    """A solve folder with the clip's true cameras and a reconstruction of flat grey splats
+    covering the true ground plane (z = 0) around the scene."""
+    from backend.pipelines.splats_io import Splats, write_ply
+
+    solve, recon = tmp / "solve", tmp / "recon"
+    if not (solve / "cameras.json").is_file():
+        solve.mkdir(parents=True, exist_ok=True)
+        doc = json.loads(TRUTH.read_text())
+        keep = ("version", "convention", "width", "height", "fps", "frames", "distortion", "ground_plane", "stats")
+        (solve / "cameras.json").write_text(json.dumps({k: doc[k] for k in keep}))
+        g = np.linspace(-3.0, 3.0, 61)
+        x, y = (a.ravel() for a in np.meshgrid(g, g))
+        n = x.size
+        write_ply(Splats(means=np.stack([x, y, np.zeros(n)], 1), scales=np.log([[0.06, 0.06, 0.002]] * n),
+                         quats=np.tile([1.0, 0, 0, 0], (n, 1)), opacities=np.full(n, 4.0),
+                         sh0=np.zeros((n, 3))), recon / "splats.ply")
+    return str(solve), str(recon)
+
+
+def _expected_product_rows(u: float, v: float, scale: float) -> tuple[float, float, float]:
+    """(column of the product's axis, row of its top, row of its base) in the output at
+    ``scale``: the ray through pixel (u, v) of frame 0 meets the ground z = 0 at the anchor, and
+    the top is HEIGHT_M above it (true camera: pinhole, no distortion)."""
+    fr = json.loads(TRUTH.read_text())["frames"][0]
+    m = np.array(fr["matrix_world"])
+    f, (cx, cy) = fr["focal_px"], fr["principal_point_px"]
+    rot, origin = m[:3, :3], m[:3, 3]
+    d = rot @ np.array([(u - cx) / f, -(v - cy) / f, -1.0])
+    anchor = origin + (-origin[2] / d[2]) * d
+
+    def project(p):
+        c = rot.T @ (p - origin)
+        return np.array([cx + f * c[0] / -c[2], cy - f * c[1] / -c[2]]) * scale
+
+    base, top = project(anchor), project(anchor + [0, 0, HEIGHT_M])
+    return float((base[0] + top[0]) / 2), float(top[1]), float(base[1])
+
+
+@pytest.fixture(scope="module")
+def blender_run(tmp_path_factory):
+    """One bpy process: input errors, the composite, a backend error and a cancel."""
+    sys.path.insert(0, str(REPO / "tests" / "blender_scripts"))
+    from bpy_subprocess import run_script
+
+    from conftest import ServerProcess
+
+    tmp = tmp_path_factory.mktemp("addon_render")
+    solve, recon = _solve_and_splats(tmp)
+    child_tmp = tmp / "child_tmp"
+    child_tmp.mkdir()
+    spec = {"video": str(CLIP), "product": str(PRODUCT), "missing_product": str(tmp / "missing.glb"),
+            "solve": solve, "recon": recon, "pixel": list(PIXEL), "height": HEIGHT_M,
+            "output": str(tmp / "renders" / "composite.mp4"), "error_output": str(tmp / "renders" / "error.mp4"),
+            "cancel_output": str(tmp / "renders" / "cancel.mp4"), "work": str(tmp / "work")}
+    (tmp / "spec.json").write_text(json.dumps(spec))
+    srv = ServerProcess(tmp / "srv", "--gpu-workers", "1", "--cpu-workers", "1", "--root", str(SAMPLES),
+                        "--root", str(tmp)).start()
+    t0 = time.monotonic()
+    try:
+        run_script(str(Path(__file__).resolve()), "--scenario", srv.address, tmp / "spec.json", tmp / "out.json",
+                   user_dir=tmp / "user", timeout=240, extra_env={"TMPDIR": str(child_tmp)})
+    finally:
+        srv.stop()
+    r = json.loads((tmp / "out.json").read_text())
+    r["wall_s"] = time.monotonic() - t0
+    return r, spec, child_tmp
+
+
+def test_input_errors_submit_nothing_and_write_nothing(blender_run):
+    r, spec, _ = blender_run
+    assert r["no_footage"]["ret"] == ["ERROR"] and "no footage loaded" in r["no_footage"]["msg"]
+    assert r["missing_product"]["ret"] == ["ERROR"]
+    assert f"{spec['missing_product']}: product file not found" in r["missing_product"]["msg"]
+    assert r["not_connected"]["ret"] == ["ERROR"] and "not connected to a backend" in r["not_connected"]["msg"]
+    for case in ("no_footage", "missing_product", "not_connected"):
+        assert r[case]["msg"].count("\n") == 0
+    assert r["jobs_after_errors"] == 0
+    assert r["status_after_connect"] == "connected"
+
+
+def test_render_composite_runs_in_the_background_and_delivers_the_video(blender_run):
+    from backend.media.video import iter_frames, probe
+
+    r, spec, child_tmp = blender_run
+    c = r["composite"]
+    assert c["submit"]["ret"] == ["FINISHED"]
+    # the operator only queues the job: a local queue put, no network round trip (>= 500 ms)
+    assert c["submit"]["seconds"] < 0.25, c["submit"]
+    assert c["status"] == "done", c
+    assert c["max_tick_ms"] < 50, "the timer never waits on the job"
+    fr = c["fractions"]
+    assert fr and fr == sorted(fr) and 0 < fr[-1] <= 1.0
+    assert c["eta_seen"]
+    assert any(name == "progress" for name, _ in c["drawn"]) and any(
+        name == "operator" and text == "" for name, text in c["drawn"]), "progress bar and Cancel button"
+    out = Path(spec["output"])
+    assert c["render_result"] == str(out) and out.is_file()
+    assert any(f"composite written to {out}" in t for t in c["reports"]), c["reports"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["composite.mp4"], "no partial files beside it"
+    assert not list(child_tmp.iterdir()), "staging folders removed"
+
+    info = probe(out)
+    assert info.frame_count == 2 and (info.width, info.height) == (240, 136)  # preview: 480x270 at 50 %
+    frame = next(iter_frames(out))[2][:135].astype(int)
+    import cv2
+
+    footage = cv2.resize(next(iter_frames(CLIP))[2], (240, 135), interpolation=cv2.INTER_AREA).astype(int)
+    changed = (np.abs(frame - footage).max(2) > 40).astype(np.uint8)
+    axis_x, top_y, base_y = _expected_product_rows(*PIXEL, scale=0.5)
+    from backend.samples.make_sample import BOTTLE_RADIUS_M
+
+    # The product is the largest changed blob (elsewhere only the edges of the footage's
+    # high-contrast markers differ, through scaling and re-encoding). The bottle is symmetric
+    # about its axis; its cap is its highest point and it stands on the ground at the anchor.
+    # Tolerances: 1 px of quantisation at this 240 px render plus 1 px for anti-aliased edges
+    # under the threshold.
+    n, labels, stats, centres = cv2.connectedComponentsWithStats(changed, connectivity=8)
+    assert n > 1
+    big = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    x, y, w, h, area = stats[big]
+    half_width = (base_y - top_y) * BOTTLE_RADIUS_M / HEIGHT_M
+    assert abs(y - top_y) <= 2, (y, top_y)
+    assert abs(centres[big][0] - axis_x) <= 1.5, (centres[big], axis_x)
+    assert abs(w - 2 * half_width) <= 2, (w, half_width)
+    ys, xs = np.nonzero(changed)
+    on_axis = np.abs(xs - axis_x) <= half_width + 1
+    assert abs(ys[on_axis].max() - base_y) <= 2, (ys[on_axis].max(), base_y)  # the base or its contact shadow
+
+
+def test_backend_error_is_shown_and_nothing_is_written(blender_run):
+    r, spec, _ = blender_run
+    e = r["backend_error"]
+    assert e["submit"]["ret"] == ["FINISHED"] and e["status"] == "error"
+    assert "frame" in e["message"] and "\n" not in e["message"], e["message"]
+    assert any(t.startswith("ERROR: Composite: ") for t in e["reports"]), e["reports"]
+    assert not Path(spec["error_output"]).exists()
+    assert e["render_result"] == spec["output"], "the last good result stays"
+
+
+def test_cancel_stops_the_job_and_writes_nothing(blender_run):
+    r, spec, child_tmp = blender_run
+    c = r["cancel"]
+    assert c["running_before_cancel"], c
+    assert c["status"] == "cancelled", c
+    assert c["cancel_s"] < 5.0, c
+    assert not Path(spec["cancel_output"]).exists()
+    assert not list(child_tmp.iterdir())
+
+
+# -- the bpy side: ``python tests/test_addon_render.py --scenario ADDRESS SPEC OUT`` -------------
+
+class _Layout:
+    """Stands in for a UI layout in background mode; records what a panel draws."""
+
+    active = True
+
+    def __init__(self, log):
+        self.log = log
+
+    def __getattr__(self, name):
+        def call(*args, **kwargs):
+            self.log.append((name, kwargs.get("text", "")))
+            if name in ("row", "column", "box", "split"):
+                return _Layout(self.log)
+            if name == "operator":
+                return type("Op", (), {})()
+            return None
+        return call
+
+
+def _scenario(address: str, spec_path: str, out_path: str) -> None:
+    import bpy
+
+    import blender_addon
+    from blender_addon import panels
+    from blender_addon.blender import link_state
+    from blender_addon.blender.link_state import STATE
+
+    spec = json.loads(Path(spec_path).read_text())
+    blender_addon.register()
+    atexit.register(blender_addon.unregister)
+    reports: list[str] = []
+    flush = link_state._flush_reports
+
+    def capture():
+        reports.extend(f"{lvl}: {txt}" for lvl, txt in STATE.reports)
+        flush()
+
+    link_state._flush_reports = capture
+    worst = [0.0]
+
+    def run_timer(until, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not until():
+            t0 = time.perf_counter()
+            link_state.tick()
+            worst[0] = max(worst[0], time.perf_counter() - t0)
+            time.sleep(0.02)
+
+    def op(**kw):
+        t0 = time.perf_counter()
+        try:
+            ret, msg = sorted(bpy.ops.splatstage.render_composite(asynchronous=True, **kw)), ""
+        except RuntimeError as exc:
+            ret, msg = ["ERROR"], str(exc).strip()
+        return {"ret": ret, "msg": msg, "seconds": time.perf_counter() - t0}
+
+    def draw():
+        log = []
+        for cls in panels.classes:
+            cls.draw(type("P", (), {"layout": _Layout(log)})(), bpy.context)
+        panels.draw_status_bar(type("H", (), {"layout": _Layout(log)})(), bpy.context)
+        return log
+
+    def run_job(**kw) -> dict:
+        del reports[:]
+        worst[0] = 0.0
+        res = {"submit": op(**kw)}
+        view = STATE.job_of_kind("composite")
+        fractions, eta, drawn = [], False, []
+        done = ("done", "error", "cancelled")
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline and view.status not in done:
+            run_timer(lambda: True, 0)
+            run_timer(lambda: view.status in done, 0.1)
+            if view.status == "running" and view.fraction > 0:
+                fractions.append(view.fraction)
+                eta = eta or view.eta_s is not None
+                drawn = drawn or draw()
+        run_timer(lambda: False, 0.3)  # the reports of the result handler
+        res.update(status=view.status, message=view.message, fractions=fractions, eta_seen=eta,
+                   drawn=[list(x) for x in drawn], max_tick_ms=worst[0] * 1000, reports=list(reports),
+                   render_result=bpy.context.scene.splatstage.render_result)
+        return res
+
+    s = bpy.context.scene.splatstage
+    r = {"no_footage": op()}
+    bpy.ops.splatstage.load_footage(filepath=spec["video"])
+    s.render_output = spec["output"]
+    s.product_path = spec["missing_product"]
+    r["missing_product"] = op()
+    s.product_path = spec["product"]
+    r["not_connected"] = op()
+    r["jobs_after_errors"] = len(STATE.jobs)
+
+    bpy.ops.splatstage.connect(address=address)
+    run_timer(lambda: STATE.status != "connecting", 20)
+    r["status_after_connect"] = STATE.status
+    s.solve_dir, s.reconstruction_dir = spec["solve"], spec["recon"]
+    s.render_placement, s.render_pixel, s.render_frame = "PIXEL", spec["pixel"], 0
+    s.render_product_height, s.render_preview, s.render_max_frames = spec["height"], True, 2
+    r["composite"] = run_job()
+
+    s.render_output, s.render_frame = spec["error_output"], 100000
+    r["backend_error"] = run_job()
+
+    s.render_output, s.render_frame, s.render_reuse = spec["cancel_output"], 0, False
+    del reports[:]
+    res = {"submit": op()}
+    view = STATE.job_of_kind("composite")
+    run_timer(lambda: view.status == "running" and view.fraction > 0 or view.status in ("error", "done"), 60)
+    res["running_before_cancel"] = view.status == "running"
+    t0 = time.monotonic()
+    bpy.ops.splatstage.cancel_job()
+    run_timer(lambda: view.status in ("done", "error", "cancelled"), 30)
+    res.update(status=view.status, message=view.message, cancel_s=time.monotonic() - t0)
+    r["cancel"] = res
+    bpy.ops.splatstage.disconnect()
+    Path(out_path).write_text(json.dumps(r))
+
+
+if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == "--scenario":
+    if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+        sys.path.pop(0)  # the tests folder must not shadow top-level modules
+    _scenario(*sys.argv[2:5])
