@@ -280,3 +280,42 @@ def test_camera_refinement_moves_perturbed_cameras_towards_truth(tmp_path):
     assert m["camera_refinement"]["max_translation"] > 0
     refined = json.loads((tmp_path / "out" / "cameras_refined.json").read_text())
     assert len(refined["frames"]) == 16
+
+
+def test_coarse_to_fine_schedule_trains(solve_dir, tmp_path):
+    cfg = small_config(coarse_to_fine=True, steps=200)
+    assert [cfg.downscale_at(s) for s in (0, 29, 30, 69, 70, 199)] == [4, 4, 2, 2, 1, 1]
+    assert small_config().downscale_at(0) == 1
+    files, arrays, metrics, result = reconstruct(solve_dir, tmp_path / "out", cfg, device="cpu")
+    assert metrics["psnr_holdout"] >= 18.0 and metrics["psnr_holdout"] >= metrics["psnr_init"] + 5.0, metrics
+
+
+def test_downscaled_render_matches_the_pooled_full_render(solve_dir):
+    """The 1/2-size training render uses intrinsics scaled about the pixel-corner origin."""
+    from backend.pipelines.reconstruct.frames import FrameStore
+    from backend.pipelines.reconstruct.scene import load_solve
+    from backend.pipelines.reconstruct.trainer import Trainer
+
+    solve = load_solve(solve_dir)
+    frames = FrameStore(torch.zeros(len(solve.sources), H, W, 3, dtype=torch.uint8), solve.K, W, H, True)
+    tr = Trainer(solve, frames, small_config(), torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    n = 30
+    centre = torch.as_tensor(solve.c2w[3][:3, 3] - 2.0 * solve.c2w[3][:3, 2], dtype=torch.float32)
+    p = lambda a: torch.nn.Parameter(a.float())  # noqa: E731
+    tr.params = torch.nn.ParameterDict({
+        "means": p(centre + (torch.rand(n, 3, generator=g) - 0.5) * 1.5),
+        "scales": p(torch.full((n, 3), math.log(0.12))), "quats": p(torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1)),
+        "opacities": p(torch.full((n,), -1.0)), "sh0": p(torch.randn(n, 1, 3, generator=g)),
+        "shN": p(torch.zeros(n, 3, 3))})
+    with torch.no_grad():
+        full = tr.render([3])[0][0]
+        half = tr.render([3], downscale=2)[0][0]
+        Ks = tr.Ks.clone()
+        tr.Ks[3, :2, 2] += 0.5  # a pixel-centre origin would put the principal point 1/4 pooled pixel off
+        shifted = tr.render([3], downscale=2)[0][0]
+        tr.Ks = Ks
+    pooled = torch.nn.functional.avg_pool2d(full.permute(2, 0, 1)[None], 2)[0].permute(1, 2, 0)
+    err = float(torch.mean((half - pooled) ** 2))
+    assert err < float(torch.mean((shifted - pooled) ** 2)) / 3, err
+    assert err < float(torch.mean((pooled - pooled.mean()) ** 2)) * 0.02, err

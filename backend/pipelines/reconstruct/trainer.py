@@ -56,6 +56,15 @@ class TrainConfig:
     lr_scale: float = 1.0
     backend: str = "auto"
     cpu_threads: int | None = None
+    coarse_to_fine: bool = False
+
+    def downscale_at(self, step: int) -> int:
+        """Training-image downscale factor at ``step``: with ``coarse_to_fine`` the first 15 %
+        of the steps train at 1/4 of the resolution and the next 20 % at 1/2, else 1."""
+        if not self.coarse_to_fine:
+            return 1
+        f = step / max(1, self.steps)
+        return 4 if f < 0.15 else 2 if f < 0.35 else 1
 
     def fingerprint(self) -> str:
         d = asdict(self)
@@ -119,8 +128,15 @@ def init_params(solve: Solve, cfg: TrainConfig, device: torch.device) -> torch.n
 def _optimizers(params, cfg: TrainConfig, scale: float):
     lr = {"means": 1.6e-4 * scale, "scales": 5e-3, "quats": 1e-3, "opacities": 5e-2,
           "sh0": 2.5e-3, "shN": 2.5e-3 / 20}
+    fused = {"fused": True} if _fused_adam_ok(params) else {}
     return {k: torch.optim.Adam([{"params": params[k], "lr": lr[k] * cfg.lr_scale, "name": k}],
-                                eps=1e-15) for k in params}
+                                eps=1e-15, **fused) for k in params}
+
+
+def _fused_adam_ok(params) -> bool:
+    """Whether the one-kernel Adam supports these parameters' device (CUDA, and CPU since torch 2.4)."""
+    dev = next(iter(params.values())).device.type
+    return dev in ("cuda", "cpu") and "fused" in torch.optim.Adam.__init__.__code__.co_varnames
 
 
 def _as_splats(params) -> Splats:
@@ -171,13 +187,19 @@ class Trainer:
             v = self.cameras(v, frames)
         return v
 
-    def render(self, frames: list[int], sh_degree: int | None = None, render_mode: str = "RGB"):
+    def render(self, frames: list[int], sh_degree: int | None = None, render_mode: str = "RGB",
+               downscale: int = 1):
+        """Render ``frames``; ``downscale`` > 1 renders at 1/downscale of the training size."""
         p = self.params
         colors = torch.cat([p["sh0"], p["shN"]], 1)
         deg = self.cfg.sh_degree if sh_degree is None else sh_degree
+        Ks, (w, h) = self.Ks[frames], (self.frames.width, self.frames.height)
+        if downscale > 1:
+            w, h = w // downscale, h // downscale
+            Ks = Ks.clone()
+            Ks[:, :2, :] /= downscale  # pixel-corner origin: an exact 1/downscale pooling
         return rasterize(p["means"], p["quats"], torch.exp(p["scales"]), torch.sigmoid(p["opacities"]),
-                         colors, self.viewmats(frames), self.Ks[frames], self.frames.width,
-                         self.frames.height, sh_degree=deg, render_mode=render_mode,
+                         colors, self.viewmats(frames), Ks, w, h, sh_degree=deg, render_mode=render_mode,
                          backend=self.backend)
 
     def _neighbours(self, i: int) -> list[int]:
@@ -270,11 +292,23 @@ class Trainer:
         base = 1.6e-4 * self.scene_scale * self.cfg.lr_scale
         return base * (0.01 ** (step / max(1, self.cfg.steps)))
 
-    def train_step(self, step: int) -> float:
+    def _target(self, i: int, downscale: int) -> torch.Tensor:
+        gt = self.frames.get(i, self.device)
+        if downscale == 1:
+            return gt
+        h, w = gt.shape[0] // downscale, gt.shape[1] // downscale
+        gt = gt[: h * downscale, : w * downscale].permute(2, 0, 1)[None]
+        return torch.nn.functional.avg_pool2d(gt, downscale)[0].permute(1, 2, 0)
+
+    def train_step(self, step: int) -> torch.Tensor:
+        """One optimisation step; returns the loss as a 0-d tensor (not synchronised)."""
         cfg = self.cfg
         i = self._frame_for_step(step)
-        gt = self.frames.get(i, self.device)
-        img, alpha, info = self.render([i], sh_degree=self.sh_degree_at(step))
+        ds = cfg.downscale_at(step)
+        if ds > 1 and min(self.frames.width, self.frames.height) // ds < 16:
+            ds = 1
+        gt = self._target(i, ds)
+        img, alpha, info = self.render([i], sh_degree=self.sh_degree_at(step), downscale=ds)
         img = img[0]
         if cfg.appearance:
             img = self.appearance(img, i)
@@ -302,7 +336,7 @@ class Trainer:
         else:
             self.strategy.step_post_backward(self.params, self.optimizers, self.strategy_state, step,
                                              info, packed=False)
-        return float(loss.detach())
+        return loss.detach()
 
     def run(self) -> None:
         cfg, progress = self.cfg, self.progress
@@ -316,8 +350,10 @@ class Trainer:
         t0 = time.perf_counter() - self.train_seconds
         last_loss = float("nan")
         while self.step < cfg.steps:
-            last_loss = self.train_step(self.step)
+            loss = self.train_step(self.step)
             self.step += 1
+            if self.step % 10 == 0 or self.step == cfg.steps or last_loss != last_loss or self.device.type == "cpu":
+                last_loss = float(loss)
             self.train_seconds = time.perf_counter() - t0
             extra = {"step": self.step, "loss": round(last_loss, 6),
                      "num_gaussians": int(len(self.params["means"]))}
