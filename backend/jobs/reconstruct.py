@@ -1,6 +1,9 @@
 """Job ``reconstruct``: camera solve folder -> Gaussian splats (thin adapter over
 :func:`backend.pipelines.reconstruct.reconstruct`).
 
+``--gpus N`` (N > 1) trains on N GPUs of this host
+(:mod:`backend.pipelines.reconstruct.distributed`).
+
 Outputs: splats.ply (3DGS layout, Blender world), splats.splat, metrics.json, holdout.png
 (ground truth | render | error), cameras_refined.json with ``--refine-cameras``. Arrays: the
 "splat mesh" payload (positions, colors (linear RGB), opacity, scales, rotations, sh_rest).
@@ -40,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-gaussians", type=int, default=1_000_000, help="cap for --strategy mcmc")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help="CPU threads for --device cpu")
+    parser.add_argument("--gpus", type=int, default=1,
+                        help="train on this many GPUs of this host (gsplat's distributed training; "
+                             "checkpoints only with 1)")
 
 
 def params_from_args(args: argparse.Namespace) -> dict:
@@ -49,7 +55,7 @@ def params_from_args(args: argparse.Namespace) -> dict:
         "max_size": args.max_size, "refine_cameras": bool(args.refine_cameras),
         "appearance": not args.no_appearance, "holdout_every": args.holdout_every,
         "checkpoint_every": args.checkpoint_every, "frames_budget_gb": args.frames_budget_gb,
-        "max_gaussians": args.max_gaussians, "seed": args.seed,
+        "max_gaussians": args.max_gaussians, "seed": args.seed, "gpus": args.gpus,
     }
     if args.device:
         p["device"] = args.device
@@ -83,6 +89,11 @@ def run(params: dict, out_dir: Path, progress: Progress) -> JobResult:
     device = params.get("device") or default_device()
     if device not in DEVICES:
         raise JobError(f"reconstruct: device must be cpu or cuda, got {device!r}", "bad_params")
+    gpus = _int(params, "gpus", 1, 1, 1024)
+    if gpus > 1:
+        from backend.pipelines.reconstruct.distributed import check_gpus
+
+        check_gpus(gpus, device)
     budget = params.get("frames_budget_gb", 4.0)
     if not isinstance(budget, (int, float)) or budget < 0:
         raise JobError("reconstruct: frames_budget_gb must be a non-negative number", "bad_params")
@@ -98,8 +109,16 @@ def run(params: dict, out_dir: Path, progress: Progress) -> JobResult:
         cap_max=_int(params, "max_gaussians", 1_000_000, 1, 100_000_000),
         cpu_threads=params.get("threads"),
     )
+    max_size = _int(params, "max_size", 1600, 16, 16384)
+    if gpus > 1:
+        from backend.pipelines.reconstruct.distributed import reconstruct_distributed
+
+        files, arrays, metrics = reconstruct_distributed(
+            params["solve_dir"], out_dir, cfg, gpus, device=device, input_path=params.get("input"),
+            max_size=max_size, frames_budget_gb=float(budget), progress=progress)
+        return JobResult(files=files, arrays=arrays, summary=metrics)
     files, arrays, metrics, _ = reconstruct(
         params["solve_dir"], out_dir, cfg, device=device, input_path=params.get("input"),
-        max_size=_int(params, "max_size", 1600, 16, 16384), frames_budget_gb=float(budget),
+        max_size=max_size, frames_budget_gb=float(budget),
         checkpoint_dir=params.get("checkpoint_dir"), progress=progress)
     return JobResult(files=files, arrays=arrays, summary=metrics)
