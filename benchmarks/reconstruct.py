@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import platform
 import sys
@@ -34,14 +35,17 @@ def machine() -> str:
 
 
 def bench_training(solve: Path, work: Path, steps: int, strategy: str, device: str, name: str,
-                   input_path: Path | None = None, max_size: int | None = None) -> dict:
+                   input_path: Path | None = None, max_size: int | None = None,
+                   coarse_to_fine: bool = False) -> dict:
     cfg = TrainConfig(steps=steps, strategy=strategy, sh_degree=3, checkpoint_every=0,
-                      eval_every=max(1, steps // 5))
+                      eval_every=max(1, steps // 5), coarse_to_fine=coarse_to_fine)
     t = time.perf_counter()
-    _, _, m, res = reconstruct(solve, work / f"out-{name}-{strategy}-{steps}", cfg, device=device,
+    tag = "-c2f" if coarse_to_fine else ""
+    _, _, m, res = reconstruct(solve, work / f"out-{name}-{strategy}-{steps}{tag}", cfg, device=device,
                                input_path=input_path, max_size=max_size, checkpoint_dir=work / "ckpt")
     m["wall_seconds"] = time.perf_counter() - t
     m["dataset"] = name
+    m["coarse_to_fine"] = coarse_to_fine
     m["history"] = res.history
     return m
 
@@ -77,16 +81,29 @@ def bench_render(n: int, width: int, height: int, device: str, repeats: int = 20
     return out
 
 
+def render_raycast(clip: Path, width: int, height: int, frames: int, interaxial: float) -> float:
+    """Render the analytic scene's handheld clip (PNG frames, right eye, depth); returns seconds."""
+    import os
+
+    from backend.evaluation import raycast_scene
+
+    t = time.perf_counter()
+    path = raycast_scene.handheld_path(frames, travel=1.2)
+    raycast_scene.write_clip(clip, path, 0.875 * width, width, height, supersample=2, video=False,
+                             workers=os.cpu_count() or 1, stereo=interaxial, depth_every=8)
+    return time.perf_counter() - t
+
+
 def markdown(results: dict) -> str:
     lines = [f"# Reconstruction benchmark: {results['machine']}", "",
              f"- date: {results['date']}", f"- torch {results['torch']}, gsplat {results['gsplat']}, "
              f"device {results['device']}", f"- clip: {results['clip']}", ""]
     if results["training"]:
-        lines += ["| dataset | strategy | steps | resolution | PSNR holdout (dB) | SSIM holdout | PSNR at init | "
-                  "train s | peak GPU GB | Gaussians |", "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += ["| dataset | strategy | coarse-to-fine | steps | resolution | PSNR holdout (dB) | SSIM holdout | PSNR at init | "
+                  "train s | peak GPU GB | Gaussians |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for m in results["training"]:
             mem = "-" if m["peak_gpu_mem_gb"] is None else f"{m['peak_gpu_mem_gb']:.2f}"
-            lines.append(f"| {m['dataset']} | {m['strategy']} | {m['steps']} | {m['resolution'][0]}x{m['resolution'][1]} | "
+            lines.append(f"| {m['dataset']} | {m['strategy']} | {'yes' if m.get('coarse_to_fine') else 'no'} | {m['steps']} | {m['resolution'][0]}x{m['resolution'][1]} | "
                          f"{m['psnr_holdout']:.2f} | {m['ssim_holdout']:.4f} | {m['psnr_init']:.2f} | "
                          f"{m['train_seconds']:.1f} | {mem} | {m['num_gaussians']} |")
     if results.get("render"):
@@ -104,6 +121,12 @@ def main(argv=None) -> int:
     ap.add_argument("--input", type=Path, help="footage of --solve when cameras.json does not record it")
     ap.add_argument("--name", default=None, help="dataset label in the results")
     ap.add_argument("--max-size", type=int, default=None, help="longest training side (default: full)")
+    ap.add_argument("--render-raycast", type=int, nargs=3, metavar=("WIDTH", "HEIGHT", "FRAMES"),
+                    help="first render --clip with the analytic ray caster (handheld path, stereo right "
+                         "eye at --interaxial, true depth of every 8th frame) unless it has a truth.json")
+    ap.add_argument("--interaxial", type=float, default=0.065)
+    ap.add_argument("--coarse-to-fine", nargs="*", type=int, default=[0], choices=[0, 1],
+                    help="train without (0) and/or with (1) the coarse-to-fine resolution schedule")
     ap.add_argument("--steps", type=int, nargs="*", default=[7000, 30000])
     ap.add_argument("--strategy", nargs="*", default=["default"], choices=["default", "mcmc"])
     ap.add_argument("--points", type=int, default=20000, help="initial points sampled from the true depth")
@@ -122,20 +145,25 @@ def main(argv=None) -> int:
         results["render"] = bench_render(args.render_splats, *args.render_size, args.device)
         print(json.dumps(results["render"]), flush=True)
     solve, name = args.solve, args.name
+    step = 1
+    if args.clip and args.render_raycast:
+        step = 8
+        if not (args.clip / "truth.json").is_file():
+            results["raycast_render_s"] = render_raycast(args.clip, *args.render_raycast, args.interaxial)
     if args.clip and not solve:
-        solve = solve_from_clip(args.clip, args.out_dir / "work" / "solve", n_points=args.points, noise=0.01)
+        solve = solve_from_clip(args.clip, args.out_dir / "work" / "solve", n_points=args.points, noise=0.01,
+                                frames_step=step)
         name = name or f"synthetic {args.clip.name}"
     if solve:
         name = name or Path(solve).name
         results["clip"] = str(args.clip or args.solve)
-        for strategy in args.strategy:
-            for steps in args.steps:
-                m = bench_training(solve, args.out_dir / "work", steps, strategy, args.device, name,
-                                   args.input, args.max_size)
-                results["training"].append(m)
-                print(json.dumps({k: v for k, v in m.items() if k != "history"}), flush=True)
-                (args.out_dir / "reconstruct.json").write_text(json.dumps(results, indent=1))
-                (args.out_dir / "reconstruct.md").write_text(markdown(results))
+        for strategy, c2f, steps in itertools.product(args.strategy, args.coarse_to_fine, args.steps):
+            m = bench_training(solve, args.out_dir / "work", steps, strategy, args.device, name,
+                               args.input, args.max_size, bool(c2f))
+            results["training"].append(m)
+            print(json.dumps({k: v for k, v in m.items() if k != "history"}), flush=True)
+            (args.out_dir / "reconstruct.json").write_text(json.dumps(results, indent=1))
+            (args.out_dir / "reconstruct.md").write_text(markdown(results))
     (args.out_dir / "reconstruct.json").write_text(json.dumps(results, indent=1))
     (args.out_dir / "reconstruct.md").write_text(markdown(results))
     print(markdown(results))

@@ -78,6 +78,10 @@ class Scene:
 
     def shade(self, origins: np.ndarray, dirs: np.ndarray) -> np.ndarray:
         """RGB in [0, 1] seen along rays ``origins + t * dirs`` (both N x 3)."""
+        return self._trace(origins, dirs)[0]
+
+    def _trace(self, origins: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(RGB in [0, 1], ray parameter t of the first hit) along ``origins + t * dirs``."""
         n = len(dirs)
         best_t = np.full(n, np.inf)
         best_p = np.zeros((n, 3))
@@ -130,7 +134,16 @@ class Scene:
                 col = self._sample(tex, p[s2, others[0]] + 7.3 * axis, p[s2, others[1]] + 3.1 * axis)
                 idx = np.flatnonzero(sel)[s2]
                 out[idx] = col * light[axis] * (0.8 + 0.2 * (kind == 2))
-        return np.clip(out, 0.0, 1.0)
+        return np.clip(out, 0.0, 1.0), best_t
+
+    def depth(self, c2w: np.ndarray, focal: float, width: int, height: int) -> np.ndarray:
+        """HxW float32 z-depth (distance along the camera's viewing axis) at the pixel centres
+        of an undistorted pinhole camera with the principal point at the image centre."""
+        gx, gy = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
+        d_cam = np.stack([(gx - width / 2) / focal, -(gy - height / 2) / focal, -np.ones_like(gx)], -1)
+        dirs = d_cam.reshape(-1, 3) @ np.asarray(c2w)[:3, :3].T
+        origins = np.broadcast_to(np.asarray(c2w)[:3, 3], dirs.shape)
+        return self._trace(origins, dirs)[1].reshape(height, width).astype(np.float32)
 
     def render(self, c2w: np.ndarray, focal: float, width: int, height: int,
                supersample: int = 2, k1: float = 0.0, k2: float = 0.0) -> np.ndarray:
@@ -190,10 +203,15 @@ def pan_path(n: int, degrees: float = 30.0, height: float = 1.6) -> np.ndarray:
 
 def write_clip(out_dir: str | Path, c2w: np.ndarray, focal: float, width: int, height: int,
                fps: float = 24.0, scene: Scene | None = None, supersample: int = 2,
-               video: bool = True, k1: float = 0.0, k2: float = 0.0, workers: int = 1) -> dict:
+               video: bool = True, k1: float = 0.0, k2: float = 0.0, workers: int = 1,
+               stereo: float | None = None, depth_every: int = 0) -> dict:
     """Render frames to ``out_dir/frames/NNNNN.png`` (+ ``clip.mp4``) and ``truth.json``,
     in ``workers`` processes.
 
+    ``stereo``: also render a parallel right eye offset by this many metres along each camera's
+    +x into ``out_dir/right/frames`` (``truth.json`` then records ``interaxial_m``), the layout
+    of :func:`backend.synthetic.make_clip`. ``depth_every``: write the true z-depth of every
+    n-th frame as ``out_dir/depth/NNNNNN.npy`` (float32, metres; 0 = none).
     Returns the truth as a cameras.json document (ground plane z = 0).
     """
     from shared_protocol import camera_file
@@ -228,8 +246,22 @@ def write_clip(out_dir: str | Path, c2w: np.ndarray, focal: float, width: int, h
     doc = camera_file.make_document(width, height, fps, c2w, focal, (width / 2, height / 2),
                                     sources=[f"{i:05d}.png" for i in range(len(c2w))], k1=k1, k2=k2,
                                     ground_plane={"point": [0, 0, 0], "normal": [0, 0, 1]})
+    if stereo:
+        right = np.array([m @ _translation(stereo) for m in np.asarray(c2w, np.float64)])
+        write_clip(out / "right", right, focal, width, height, fps, scene, supersample, False, k1, k2, workers)
+        doc["interaxial_m"] = float(stereo)
+    if depth_every:
+        (out / "depth").mkdir(exist_ok=True)
+        for i in range(0, len(c2w), depth_every):
+            np.save(out / "depth" / f"{i:06d}.npy", scene.depth(np.asarray(c2w[i]), focal, width, height))
     camera_file.write(out / "truth.json", doc)
     return doc
+
+
+def _translation(dx: float) -> np.ndarray:
+    m = np.eye(4)
+    m[0, 3] = dx
+    return m
 
 
 def _render_frame(scene, focal, width, height, supersample, k1, k2, c2w) -> np.ndarray:
