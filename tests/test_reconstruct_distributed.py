@@ -103,7 +103,8 @@ def _collectives(rank: int, world: int, init: str) -> None:
         # the strategy sees every rank's camera row, but only this rank's Gaussian columns
         n_total = sum(counts)
         m2d = torch.zeros(1, n_total, 2, requires_grad=True)
-        m2d.grad = (10.0 * rank + torch.arange(n_total, dtype=torch.float32))[None, :, None].expand(1, n_total, 2).clone()
+        col = 10.0 * rank + torch.arange(n_total, dtype=torch.float32)
+        m2d.grad = col[None, :, None].expand(1, n_total, 2).clone()
         radii = (rank + 1) * torch.ones(1, n_total, 2, dtype=torch.int32)
         s = ShardedStrategy(_Recorder(), rank, world)
         s.step_post_backward(None, None, None, 3, {"means2d": m2d, "radii": radii, "shard_counts": counts,
@@ -213,17 +214,73 @@ def test_job_rejects_gpus_on_cpu(tmp_path):
 
 
 # ------------------------------------------------------------------ GPU (2-GPU machine) --
+two_gpus = pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.device_count() < 2,
+                              reason="needs two CUDA GPUs")
+
+
+def _gsplat_exchange(rank: int, world: int, init: str) -> None:
+    """Each rank holds half of a random scene and renders its own camera with gsplat's
+    distributed rasterization; images and gradients must equal one GPU rendering everything."""
+    from gsplat import rasterization
+
+    from backend.pipelines.reconstruct.raster import ensure_gsplat_cuda
+
+    ensure_gsplat_cuda()
+    dev = torch.device(f"cuda:{rank}")
+    torch.cuda.set_device(dev)
+    dist.init_process_group("nccl", init_method=init, rank=rank, world_size=world)
+    try:
+        g = torch.Generator().manual_seed(0)
+        n = 4001
+        params = [(torch.rand(n, 3, generator=g) - 0.5) * torch.tensor([4.0, 3.0, 2.0]),
+                  torch.randn(n, 4, generator=g),
+                  torch.exp(torch.empty(n, 3).uniform_(math.log(0.01), math.log(0.2), generator=g)),
+                  torch.empty(n).uniform_(0.05, 0.99, generator=g),
+                  torch.randn(n, 16, 3, generator=g) * 0.3]
+        views = []
+        for a in (0.0, 0.5):
+            v = torch.eye(4)
+            v[:3, :3] = torch.tensor([[math.cos(a), 0, -math.sin(a)], [0, 1, 0], [math.sin(a), 0, math.cos(a)]])
+            v[:3, 3] = torch.tensor([0.2 * a, -0.1, 5.0])
+            views.append(v)
+        views = torch.stack(views).to(dev)
+        Ks = torch.tensor([[150.0, 0, 100.0], [0, 150.0, 75.0], [0, 0, 1]]).expand(2, 3, 3).contiguous().to(dev)
+        weights = torch.rand(2, 150, 200, 3, generator=g).to(dev)
+        full = [t.to(dev).requires_grad_(True) for t in params]
+        img, _, _ = rasterization(*full, views, Ks, 200, 150, sh_degree=3, packed=False)
+        (img * weights).sum().backward()
+        keep = torch.arange(rank, n, world)
+        mine = [t[keep].to(dev).requires_grad_(True) for t in params]
+        dimg, _, _ = rasterization(*mine, views[[rank]], Ks[[rank]], 200, 150, sh_degree=3, packed=False,
+                                   distributed=True)
+        (dimg * weights[[rank]]).sum().backward()
+        err = float((dimg - img[[rank]]).abs().max())
+        print(f"rank {rank}: max image difference {err:.2e}")
+        assert err < 1e-4
+        for name, a, b in zip(("means", "quats", "scales", "opacities", "sh"), mine, full):
+            rel = float(torch.linalg.norm(a.grad - b.grad[keep.to(dev)]) / torch.linalg.norm(b.grad[keep.to(dev)]))
+            print(f"rank {rank}: gradient {name} relative error {rel:.2e}")
+            assert rel < 1e-3, name
+    finally:
+        dist.destroy_process_group()
+
+
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
+@two_gpus
+def test_gsplat_exchange_renders_like_one_gpu():
+    mp.start_processes(_gsplat_exchange, args=(2, _init()), nprocs=2, start_method="spawn")
+
+
+@pytest.mark.gpu
+@two_gpus
 def test_two_gpus_train_with_gsplat_distributed(tmp_path):
     solve_dir = analytic_solve(tmp_path / "solve", n_gaussians=600, n_frames=24, width=160, height=120,
                                device="cuda")
     solve = load_solve(solve_dir)
     frames = load_frames(solve.input_path(), solve.sources, solve.width, solve.height, solve.K, device="cpu")
     for strategy in ("default", "mcmc"):
-        files, m = train_distributed(solve, frames, TrainConfig(steps=1500, sh_degree=1, sh_degree_interval=300,
-                                                                strategy=strategy, eval_every=500),
-                                     2, tmp_path / strategy, device="cuda")
+        cfg = TrainConfig(steps=1500, sh_degree=1, sh_degree_interval=300, strategy=strategy, eval_every=500)
+        files, m = train_distributed(solve, frames, cfg, 2, tmp_path / strategy, device="cuda")
         print(strategy, {k: m[k] for k in ("psnr_init", "psnr_holdout", "train_seconds", "num_gaussians",
                                            "gaussians_per_rank", "peak_gpu_mem_gb_per_rank", "rasterizer")})
         assert m["rasterizer"] == "gsplat" and m["world_size"] == 2

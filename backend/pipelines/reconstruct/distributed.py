@@ -1,7 +1,9 @@
 """Multi-GPU training on one host with gsplat's distributed rasterization.
 
-``reconstruct_distributed(..., gpus=N)`` starts N ranks (one process and one GPU each, NCCL).
-Every rank owns a shard of the Gaussians (every N-th initial point, as in gsplat's example
+``reconstruct_distributed(..., gpus=N)`` starts N ranks, one process and one GPU each, as
+torchrun would (``python -m backend.pipelines.reconstruct.distributed RUN_DIR RANK``, NCCL over
+a loopback TCP rendezvous), watches them, forwards rank 0's progress and stops them all if one
+fails. Every rank owns a shard of the Gaussians (every N-th initial point, as in gsplat's example
 trainer) and a share of the training frames (every N-th one). At each step every rank renders
 one of its own frames with ``gsplat.rasterization(distributed=True)``, which exchanges the
 projected Gaussians so that each image sees all ranks' Gaussians and the gradients flow back to
@@ -12,7 +14,7 @@ and the Gaussians' learning rates scaled by sqrt(N) (gsplat's batch-size rule; A
 eps as gsplat adjusts them). Per-frame colour and camera corrections are trained only by the
 rank that owns the frame and are merged across ranks before every evaluation. Rank 0 gathers
 the shards and writes the same outputs as single-GPU training, with ``world_size`` in the
-metrics.
+metrics. Checkpoint/resume is single-GPU only.
 
 On the CPU (the tests) ranks talk over gloo and render with the PyTorch rasterizer: every rank
 gathers all Gaussians (:class:`GatherRows`), which gives the same images and gradients as
@@ -20,9 +22,15 @@ gsplat's exchange with more traffic.
 """
 from __future__ import annotations
 
+import json
 import math
-import queue as queue_mod
+import os
+import pickle
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -31,13 +39,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from backend.progress import Cancelled, JobError, Progress
+from backend.progress import JobError, Progress
 
 from ..splats_io import Splats, read_ply
 from .adjust import pose_change
 from .frames import FrameStore, load_frames
 from .outputs import splat_payload, write_outputs, write_refined_cameras
-from .raster import rasterize
 from .scene import Solve, load_solve
 from .trainer import Trainer, TrainConfig, _as_splats, _optimizers
 
@@ -200,32 +207,18 @@ class DistributedTrainer(Trainer):
     def _means_lr(self, step: int) -> float:
         return super()._means_lr(step) * math.sqrt(self.world)
 
-    def render(self, frames: list[int], sh_degree: int | None = None, render_mode: str = "RGB",
-               downscale: int = 1):
+    def _rasterize(self, means, quats, scales, opacities, colors, viewmats, Ks, width, height, **kwargs):
+        parts = [means, quats, scales, opacities, colors]
         if self.world == 1:
-            more = {"downscale": downscale} if downscale != 1 else {}
-            return super().render(frames, sh_degree, render_mode, **more)
-        p = self.params
-        deg = self.cfg.sh_degree if sh_degree is None else sh_degree
-        parts = [p["means"], p["quats"], torch.exp(p["scales"]), torch.sigmoid(p["opacities"]),
-                 torch.cat([p["sh0"], p["shN"]], 1)]
-        views, Ks = self.viewmats(frames), self.Ks[frames]
-        size = (self.frames.width, self.frames.height)
-        if downscale > 1:
-            size = (size[0] // downscale, size[1] // downscale)
-            Ks = Ks.clone()
-            Ks[:, :2, :] /= downscale
+            return super()._rasterize(*parts, viewmats, Ks, width, height, **kwargs)
         if self.backend == "gsplat":
-            return rasterize(*parts, views, Ks, *size, sh_degree=deg, render_mode=render_mode,
-                             backend="gsplat", distributed=True)
-        n = len(parts[0])
+            return super()._rasterize(*parts, viewmats, Ks, width, height, distributed=True, **kwargs)
+        n = len(means)
         counts = gather_counts(n, self.world, self.device)
         widths = [t[0].numel() for t in parts]
         flat = GatherRows.apply(torch.cat([t.reshape(n, -1) for t in parts], 1), counts)
-        cols = flat.split(widths, 1)
-        full = [c.reshape(-1, *t.shape[1:]) for c, t in zip(cols, parts)]
-        img, alpha, info = rasterize(*full, views, Ks, *size, sh_degree=deg, render_mode=render_mode,
-                                     backend=self.backend)
+        full = [c.reshape(-1, *t.shape[1:]) for c, t in zip(flat.split(widths, 1), parts)]
+        img, alpha, info = super()._rasterize(*full, viewmats, Ks, width, height, **kwargs)
         info["shard_counts"] = counts
         return img, alpha, info
 
@@ -240,45 +233,74 @@ class DistributedTrainer(Trainer):
 
 
 # ------------------------------------------------------------------ one rank -------------
-def _rank_device(rank: int, device: str) -> torch.device:
-    return torch.device(f"cuda:{rank}") if device == "cuda" else torch.device("cpu")
+class _Events:
+    """What a rank tells the launcher, as files in the run folder: rank 0's progress events
+    (JSON lines), a rank's JobError, rank 0's result."""
+
+    def __init__(self, run_dir: Path, rank: int):
+        self.run_dir, self.rank = Path(run_dir), rank
+
+    def progress(self, event: dict) -> None:
+        with open(self.run_dir / "progress.jsonl", "a") as f:
+            f.write(json.dumps(event) + "\n")
+
+    def error(self, exc: JobError) -> None:
+        doc = {"message": exc.message, "code": exc.code, "hint": exc.hint}
+        (self.run_dir / f"error-rank{self.rank}.json").write_text(json.dumps(doc))
+
+    def done(self, files: list[str], metrics: dict) -> None:
+        tmp = self.run_dir / "done.json.tmp"
+        tmp.write_text(json.dumps({"files": files, "metrics": metrics}))
+        os.replace(tmp, self.run_dir / "done.json")
 
 
-def _rank_main(rank: int, world: int, init_method: str, job: dict) -> None:
-    """Entry of each rank's process."""
-    device = _rank_device(rank, job["device"])
+def rank_main(run_dir: str | Path, rank: int) -> None:
+    """Entry of one rank's process: reads the run folder the launcher wrote, trains its shard."""
+    run_dir = Path(run_dir)
+    with open(run_dir / "job.pkl", "rb") as f:
+        job = pickle.load(f)
+    world, cfg = job["world"], job["cfg"]
+    device = torch.device(f"cuda:{rank}") if job["device"] == "cuda" else torch.device("cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
         torch.cuda.reset_peak_memory_stats(device)
-    elif job["cfg"].cpu_threads:
-        torch.set_num_threads(job["cfg"].cpu_threads)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method=init_method,
+    elif cfg.cpu_threads:
+        torch.set_num_threads(cfg.cpu_threads)
+    events = _Events(run_dir, rank)
+    frames = _load_frames(run_dir / "frames.npy", device, job)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method=job["init_method"],
                             rank=rank, world_size=world)
-    out: queue_mod.Queue = job["queue"]
     try:
         dist.barrier()
-        _train_rank(rank, world, device, job)
+        _train_rank(rank, world, device, frames, job, events)
     except JobError as exc:
-        out.put(("error", rank, exc.message, exc.code, exc.hint))
+        events.error(exc)
         raise
     finally:
         dist.destroy_process_group()
 
 
-def _frames_on(frames: FrameStore, device: torch.device, budget_gb: float) -> FrameStore:
-    if device.type != "cuda":
-        return frames
-    on = frames.images.numel() <= budget_gb * 1e9
-    images = frames.images.to(device) if on else frames.images.pin_memory()
-    return replace(frames, images=images, on_device=on)
+def _load_frames(path: Path, device: torch.device, job: dict) -> FrameStore:
+    """The launcher's frames, on this rank's GPU when they fit ``frames_budget_gb`` (copied over
+    one frame at a time), else in pinned host memory."""
+    arr = np.load(path, mmap_mode="r")
+    on = device.type == "cpu" or arr.nbytes <= job["frames_budget_gb"] * 1e9
+    if device.type == "cuda" and on:
+        images = torch.empty(arr.shape, dtype=torch.uint8, device=device)
+        for i in range(len(arr)):
+            images[i].copy_(torch.from_numpy(np.array(arr[i])))
+    else:
+        images = torch.from_numpy(np.array(arr))
+        if device.type == "cuda":
+            images = images.pin_memory()
+    return FrameStore(images=images, K=job["K"], width=job["width"], height=job["height"], on_device=on)
 
 
-def _train_rank(rank: int, world: int, device: torch.device, job: dict) -> None:
-    q = job["queue"]
-    progress = Progress(callback=lambda ev: q.put(("progress", ev))) if rank == 0 else Progress()
+def _train_rank(rank: int, world: int, device: torch.device, frames: FrameStore, job: dict,
+                events: _Events) -> None:
+    progress = Progress(callback=events.progress) if rank == 0 else Progress()
     cfg: TrainConfig = job["cfg"]
     solve: Solve = job["solve"]
-    frames = _frames_on(job["frames"], device, job["frames_budget_gb"])
     tr = DistributedTrainer(solve, frames, rank_config(cfg, world), device, rank, world, progress)
     tr.run()
     progress.stage("evaluate")
@@ -298,14 +320,14 @@ def _train_rank(rank: int, world: int, device: torch.device, job: dict) -> None:
                       for k in ("means", "scales", "quats", "opacities", "sh0", "shN")))
     moved_t, moved_r = pose_change(solve.viewmats, views)
     peaks = [s["peak_gpu_mem_gb"] for s in shards]
+    cuda = device.type == "cuda"
     metrics = {
         "psnr_holdout": ev["psnr"], "ssim_holdout": ev["ssim"], "psnr_init": init_psnr,
         "train_seconds": tr.train_seconds, "steps": cfg.steps, "steps_per_rank": tr.cfg.steps,
         "num_gaussians": len(splats), "gaussians_per_rank": [len(p) for p in parts],
-        "world_size": world,
-        "peak_gpu_mem_gb": max(peaks) if device.type == "cuda" else None,
-        "peak_gpu_mem_gb_per_rank": peaks if device.type == "cuda" else None,
-        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "world_size": world, "peak_gpu_mem_gb": max(peaks) if cuda else None,
+        "peak_gpu_mem_gb_per_rank": peaks if cuda else None,
+        "device": torch.cuda.get_device_name(device) if cuda else str(device),
         "rasterizer": tr.backend, "strategy": cfg.strategy, "sh_degree": cfg.sh_degree,
         "holdout_frames": [solve.sources[i] for i in tr.hold_ids],
         "train_frames": len(tr.train_ids), "resolution": [frames.width, frames.height],
@@ -320,7 +342,7 @@ def _train_rank(rank: int, world: int, device: torch.device, job: dict) -> None:
     if cfg.refine_cameras:
         write_refined_cameras(solve, views, out_dir / "cameras_refined.json")
         files.append("cameras_refined.json")
-    q.put(("done", files, metrics))
+    events.done(files, metrics)
 
 
 # ------------------------------------------------------------------ the launcher ---------
@@ -330,70 +352,106 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _relay(q, progress: Progress, state: dict) -> None:
-    """Forward rank 0's progress events; keep errors and the final result in ``state``."""
-    while True:
-        try:
-            msg = q.get_nowait()
-        except queue_mod.Empty:
+class _ProgressTail:
+    """Forwards rank 0's progress events (appended to progress.jsonl) to the caller's Progress."""
+
+    def __init__(self, path: Path, progress: Progress):
+        self.path, self.progress, self.offset, self.stage = path, progress, 0, None
+
+    def poll(self) -> None:
+        if not self.path.is_file():
             return
-        if msg[0] == "progress":
-            ev = msg[1]
-            if ev.get("stage") and ev["stage"] != state.get("stage"):
-                state["stage"] = ev["stage"]
-                progress.stage(ev["stage"], ev.get("message", ""))
+        with open(self.path) as f:
+            f.seek(self.offset)
+            chunk = f.read()
+        end = chunk.rfind("\n") + 1
+        self.offset += len(chunk[:end].encode())
+        for line in chunk[:end].splitlines():
+            ev = json.loads(line)
+            if ev.get("stage") and ev["stage"] != self.stage:
+                self.stage = ev["stage"]
+                self.progress.stage(ev["stage"], ev.get("message", ""))
             else:
-                progress.update(ev.get("stage_fraction", 0.0), ev.get("message", ""), **(ev.get("extra") or {}))
-        elif msg[0] == "error":
-            state.setdefault("error", msg)
-        elif msg[0] == "done":
-            state["done"] = msg
+                self.progress.update(ev.get("stage_fraction", 0.0), ev.get("message", ""),
+                                     **(ev.get("extra") or {}))
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def _failure(run_dir: Path, procs: list[subprocess.Popen]) -> JobError:
+    """The JobError a rank reported, else the last line of the first failed rank's log."""
+    for r in range(len(procs)):
+        err = run_dir / f"error-rank{r}.json"
+        if err.is_file():
+            doc = json.loads(err.read_text())
+            return JobError(doc["message"], code=doc["code"], hint=doc["hint"])
+    failed = [r for r, p in enumerate(procs) if p.returncode not in (0, None, -signal.SIGTERM)] or [0]
+    log = (run_dir / f"rank{failed[0]}.log").read_text(errors="replace")
+    sys.stderr.write(f"--- rank {failed[0]} of the multi-GPU training ---\n{log[-6000:]}\n")
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    return JobError(f"multi-GPU training failed on rank {failed[0]}: {lines[-1] if lines else 'no output'}",
+                    code="train_failed")
 
 
 def train_distributed(solve: Solve, frames: FrameStore, cfg: TrainConfig, world_size: int,
                       out_dir: str | Path, device: str = "cuda", frames_budget_gb: float = 4.0,
                       progress: Progress | None = None) -> tuple[list[str], dict]:
-    """Train on ``world_size`` ranks (``device`` "cuda": one GPU each over NCCL; "cpu": gloo) and
-    write the outputs into ``out_dir``. ``frames`` are on the CPU; each rank moves them to its
-    GPU within ``frames_budget_gb``. Returns ``(files, metrics)``."""
-    import torch.multiprocessing as mp
-
+    """Train on ``world_size`` ranks, one process each (``device`` "cuda": one GPU each, NCCL;
+    "cpu": gloo), started like torchrun would and watched until they end; write the outputs
+    into ``out_dir``. ``frames`` are on the CPU; each rank moves them to its GPU within
+    ``frames_budget_gb``. Returns ``(files, metrics)``."""
     progress = progress or Progress()
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    frames.images.share_memory_()
-    job = {"solve": solve, "frames": frames, "cfg": cfg, "device": device, "out_dir": str(out_dir),
-           "frames_budget_gb": frames_budget_gb, "queue": q}
-    init = f"tcp://127.0.0.1:{_free_port()}"
-    pc = mp.start_processes(_rank_main, args=(world_size, init, job), nprocs=world_size, join=False,
-                            start_method="spawn")
-    state: dict = {}
-    try:
-        while not pc.join(timeout=0.25):
-            _relay(q, progress, state)
-    except (mp.ProcessRaisedException, mp.ProcessExitedException) as exc:
-        time.sleep(0.2)
-        _relay(q, progress, state)
-        if "error" in state:
-            _, rank, message, code, hint = state["error"]
-            raise JobError(message, code=code, hint=hint) from None
-        last = [ln for ln in str(exc).strip().splitlines() if ln.strip()][-1:] or ["no message"]
-        raise JobError(f"multi-GPU training failed: {last[0].strip()}", code="train_failed") from None
-    except (Cancelled, KeyboardInterrupt):
-        for p in pc.processes:
-            if p.is_alive():
-                p.terminate()
-        for p in pc.processes:
-            p.join(10)
-        raise
-    deadline = time.monotonic() + 30
-    while "done" not in state and time.monotonic() < deadline:
-        _relay(q, progress, state)
-        time.sleep(0.05)
-    if "done" not in state:
-        raise JobError("multi-GPU training ended without rank 0's result", code="train_failed")
-    _, files, metrics = state["done"]
-    return files, metrics
+    root = Path(__file__).resolve().parents[3]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(root)] + [p for p in [env.get("PYTHONPATH")] if p])
+    with tempfile.TemporaryDirectory(prefix="splatstage-ranks-") as tmp:
+        run_dir = Path(tmp)
+        np.save(run_dir / "frames.npy", frames.images.cpu().numpy())
+        job = {"solve": solve, "cfg": cfg, "device": device, "out_dir": str(Path(out_dir).resolve()),
+               "frames_budget_gb": frames_budget_gb, "world": world_size, "K": frames.K,
+               "width": frames.width, "height": frames.height,
+               "init_method": f"tcp://127.0.0.1:{_free_port()}"}
+        with open(run_dir / "job.pkl", "wb") as f:
+            pickle.dump(job, f)
+        procs, logs = [], []
+        try:
+            for r in range(world_size):
+                logs.append(open(run_dir / f"rank{r}.log", "wb"))
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", __name__, str(run_dir), str(r)], env=env, cwd=str(root),
+                    stdout=logs[-1], stderr=subprocess.STDOUT))
+            tail = _ProgressTail(run_dir / "progress.jsonl", progress)
+            while True:
+                tail.poll()
+                codes = [p.poll() for p in procs]
+                if any(c not in (None, 0) for c in codes):
+                    _stop(procs)
+                    raise _failure(run_dir, procs)
+                if all(c == 0 for c in codes):
+                    break
+                time.sleep(0.2)
+            tail.poll()
+        except BaseException:
+            _stop(procs)
+            raise
+        finally:
+            for f in logs:
+                f.close()
+        done = run_dir / "done.json"
+        if not done.is_file():
+            raise JobError("multi-GPU training ended without rank 0's result", code="train_failed")
+        doc = json.loads(done.read_text())
+    return doc["files"], doc["metrics"]
 
 
 def reconstruct_distributed(solve_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, gpus: int,
@@ -418,4 +476,9 @@ def reconstruct_distributed(solve_dir: str | Path, out_dir: str | Path, cfg: Tra
 
 
 __all__ = ["check_gpus", "shard", "frame_share", "rank_config", "GatherRows", "merge_owned_rows",
-           "ShardedStrategy", "DistributedTrainer", "train_distributed", "reconstruct_distributed"]
+           "ShardedStrategy", "DistributedTrainer", "train_distributed", "reconstruct_distributed",
+           "rank_main"]
+
+
+if __name__ == "__main__":
+    rank_main(sys.argv[1], int(sys.argv[2]))

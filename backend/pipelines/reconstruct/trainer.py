@@ -198,9 +198,14 @@ class Trainer:
             w, h = w // downscale, h // downscale
             Ks = Ks.clone()
             Ks[:, :2, :] /= downscale  # pixel-corner origin: an exact 1/downscale pooling
-        return rasterize(p["means"], p["quats"], torch.exp(p["scales"]), torch.sigmoid(p["opacities"]),
-                         colors, self.viewmats(frames), Ks, w, h, sh_degree=deg, render_mode=render_mode,
-                         backend=self.backend)
+        return self._rasterize(p["means"], p["quats"], torch.exp(p["scales"]),
+                               torch.sigmoid(p["opacities"]), colors, self.viewmats(frames), Ks, w, h,
+                               sh_degree=deg, render_mode=render_mode)
+
+    def _rasterize(self, means, quats, scales, opacities, colors, viewmats, Ks, width, height, **kwargs):
+        """The rasterizer call behind :meth:`render` (multi-GPU training distributes it)."""
+        return rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
+                         backend=self.backend, **kwargs)
 
     def _neighbours(self, i: int) -> list[int]:
         if not self.train_ids:
