@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import subprocess
+import threading
+import time
 
 import cv2
 import imageio_ffmpeg
@@ -118,3 +120,89 @@ def test_frames_are_streamed_not_collected(plain):
     second = next(gen)
     assert first[0] == 0 and second[0] == 1
     gen.close()
+
+
+@pytest.fixture
+def numbered_folder(tmp_path):
+    """40 images whose brightness encodes their number, plus a corrupt one at position 25."""
+    for i in range(40):
+        cv2.imwrite(str(tmp_path / f"{i:03d}.png"), np.full((24, 32, 3), 5 * i + 10, np.uint8))
+    return tmp_path
+
+
+@pytest.mark.parametrize("threads", [2, 4])
+def test_prefetch_matches_plain_reading(plain, numbered_folder, threads):
+    for path in (plain, numbered_folder):
+        for kw in ({}, {"start": 3, "stop": 17, "stride": 4, "max_size": 16}, {"max_frames": 5}):
+            want = list(iter_frames(path, **kw))
+            got = list(iter_frames(path, threads=threads, read_ahead=3, **kw))
+            assert [(i, s) for i, s, _ in got] == [(i, s) for i, s, _ in want]
+            assert all(np.array_equal(a[2], b[2]) for a, b in zip(got, want))
+
+
+def test_prefetch_folder_error_surfaces_at_its_frame(numbered_folder):
+    (numbered_folder / "025.png").write_bytes(b"not a png")
+    seen = []
+    with pytest.raises(JobError) as err:
+        for i, _, frame in iter_frames(numbered_folder, threads=4, read_ahead=8):
+            seen.append(i)
+    assert seen == list(range(25))
+    assert "025.png" in err.value.message and err.value.code == "bad_input"
+
+
+def test_prefetch_holds_a_bounded_number_of_frames(numbered_folder, plain, monkeypatch):
+    import backend.media.video as video
+
+    decoded = []
+    real_read = video._read_scaled
+
+    def counting_read(path, max_size):
+        decoded.append(path.name)
+        return real_read(path, max_size)
+
+    monkeypatch.setattr(video, "_read_scaled", counting_read)
+    gen = iter_frames(numbered_folder, threads=3, read_ahead=4)
+    for k in range(1, 6):
+        next(gen)
+        time.sleep(0.05)  # give the workers every chance to run further ahead
+        assert len(decoded) <= k + 4
+    gen.close()
+    time.sleep(0.05)
+    assert len(decoded) <= 5 + 4  # nothing more is decoded once closed
+
+    pulled = []
+    real_video = video._iter_video
+
+    def counting_video(*args):
+        for item in real_video(*args):
+            pulled.append(item[0])
+            yield item
+
+    monkeypatch.setattr(video, "_iter_video", counting_video)
+    gen = iter_frames(plain, threads=2, read_ahead=2)
+    for k in range(1, 4):
+        next(gen)
+        time.sleep(0.05)
+        assert len(pulled) <= k + 2 + 1  # the queue plus the one in the reader's hand
+    gen.close()
+    assert not any(t.name == "frame-reader" for t in threading.enumerate())
+
+
+def test_prefetch_stops_cleanly_when_the_consumer_fails(plain, numbered_folder):
+    for path in (plain, numbered_folder):
+        before = threading.active_count()
+        with pytest.raises(RuntimeError, match="consumer"):
+            for i, _, _ in iter_frames(path, threads=3):
+                if i == 2:
+                    raise RuntimeError("consumer gave up")
+        assert threading.active_count() == before
+
+
+def test_prefetch_reports_bad_input_like_plain_reading(tmp_path):
+    path = tmp_path / "broken.mov"
+    path.write_bytes(b"garbage" * 1000)
+    with pytest.raises(JobError) as err:
+        list(iter_frames(path, threads=2))
+    assert str(path) in err.value.message and err.value.code == "bad_input"
+    with pytest.raises(JobError, match="bad frame range"):
+        list(iter_frames(path, start=5, stop=2, threads=2))

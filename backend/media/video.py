@@ -3,16 +3,22 @@
 ``probe(path)`` reports the displayed size, frame rate, frame count and rotation of an input;
 ``iter_frames(path, ...)`` yields ``(index, source, frame)`` one frame at a time, where ``frame`` is
 an ``HxWx3`` uint8 RGB array already rotated as the file's display matrix asks and optionally
-downscaled so that its longer side is at most ``max_size``. Every decoded frame is delivered
-exactly once (no duplication or dropping to a constant rate), so variable-frame-rate files keep
-their true frame sequence. Bad inputs raise :class:`backend.progress.JobError` naming the input.
+downscaled so that its longer side is at most ``max_size``. With ``threads > 1`` frames are
+decoded ahead of the consumer in background threads (image files in parallel; a video's pipe
+by one reader thread), delivered in order, a bounded number of frames ahead. Every decoded
+frame is delivered exactly once (no duplication or dropping to a constant rate), so
+variable-frame-rate files keep their true frame sequence. Bad inputs raise :class:`backend.progress.JobError` naming the input.
 """
 from __future__ import annotations
 
 import logging
+import queue
 import re
 import subprocess
+import threading
 import warnings
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -163,40 +169,151 @@ def _selected(index: int, start: int, stop: int | None, stride: int) -> bool:
 
 def iter_frames(path: str | Path, start: int = 0, stop: int | None = None, stride: int = 1,
                 max_frames: int | None = None, max_size: int | None = None,
+                threads: int = 1, read_ahead: int | None = None,
                 ) -> Iterator[tuple[int, str, np.ndarray]]:
     """Yield ``(index, source, rgb)`` for frames ``start <= index < stop`` every ``stride``.
 
     ``index`` is the frame's position in the input (0-based decode order); ``source`` is the
     frame index as a string for videos or the image file name for folders. At most
     ``max_frames`` frames are produced; with ``max_size`` the longer side is downscaled to it.
-    Only one frame is held at a time.
+    With ``threads == 1`` only one frame is held at a time. With ``threads > 1`` decoding runs
+    ahead in background threads (``threads`` image decoders for a folder, one pipe reader for
+    a video), at most ``read_ahead`` (default ``2 * threads``) frames ahead of the consumer
+    (plus the one a video reader holds while it waits for room); order and errors are as without threads (an error surfaces at the frame that caused it),
+    and closing the generator stops the background work.
     """
+    if threads > 1:
+        depth = max(1, read_ahead if read_ahead is not None else 2 * threads)
+        return _prefetched(Path(path), start, stop, stride, max_frames, max_size, threads, depth)
+    return _iter_frames(path, start, stop, stride, max_frames, max_size)
+
+
+def _iter_frames(path, start, stop, stride, max_frames, max_size):
     path = Path(path)
+    _check_range(path, start, stop, stride)
+    if path.is_dir():
+        files = _folder_files(path)
+        for i, f in _selected_files(files, start, stop, stride, max_frames):
+            yield i, f.name, _read_scaled(f, max_size)
+        return
+    yield from _iter_video(path, start, stop, stride, max_frames, max_size)
+
+
+def _check_range(path: Path, start: int, stop: int | None, stride: int) -> None:
     if stride < 1 or start < 0 or (stop is not None and stop <= start):
         raise JobError(f"bad frame range start={start} stop={stop} stride={stride} for {path}",
                        code="bad_params")
     if not path.exists():
         raise JobError(f"input not found: {path}", code="bad_input")
-    produced = 0
-    if path.is_dir():
-        import cv2
 
-        files = list_images(path)
-        if not files:
-            raise JobError(f"no images in folder: {path}", code="bad_input")
-        for i, f in enumerate(files):
-            if max_frames is not None and produced >= max_frames:
+
+def _folder_files(path: Path) -> list[Path]:
+    files = list_images(path)
+    if not files:
+        raise JobError(f"no images in folder: {path}", code="bad_input")
+    return files
+
+
+def _selected_files(files, start, stop, stride, max_frames):
+    """``(index, file)`` of the folder images the range selects, in order."""
+    chosen = [(i, f) for i, f in enumerate(files) if _selected(i, start, stop, stride)]
+    return chosen if max_frames is None else chosen[:max_frames]
+
+
+def _read_scaled(path: Path, max_size: int | None) -> np.ndarray:
+    """An image file as RGB, its longer side downscaled to ``max_size`` (area filter)."""
+    import cv2
+
+    img = _read_image(path)
+    w, h = scaled_size(img.shape[1], img.shape[0], max_size)
+    if (w, h) != (img.shape[1], img.shape[0]):
+        img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+    return img
+
+
+def _prefetched(path, start, stop, stride, max_frames, max_size, threads, depth):
+    """:func:`iter_frames` with decoding done ahead in background threads (see there)."""
+    _check_range(path, start, stop, stride)
+    if path.is_dir():
+        yield from _prefetch_folder(_selected_files(_folder_files(path), start, stop, stride,
+                                                    max_frames), max_size, threads, depth)
+    else:
+        yield from _prefetch_iterator(
+            lambda: _iter_video(path, start, stop, stride, max_frames, max_size), depth)
+
+
+def _prefetch_folder(chosen, max_size, threads, depth):
+    """Decode the ``(index, file)`` list with ``threads`` workers, at most ``depth`` ahead."""
+    pending: deque = deque()
+    todo = iter(chosen)
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="frame-decode")
+    try:
+        while True:
+            while len(pending) < depth:
+                item = next(todo, None)
+                if item is None:
+                    break
+                i, f = item
+                pending.append((i, f.name, pool.submit(_read_scaled, f, max_size)))
+            if not pending:
                 return
-            if not _selected(i, start, stop, stride):
+            i, name, fut = pending.popleft()
+            img = fut.result()
+            yield i, name, img
+    finally:
+        for *_, fut in pending:
+            fut.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+_DONE = object()
+
+
+def _prefetch_iterator(make_iter, depth):
+    """Run the iterator ``make_iter()`` in a reader thread, at most ``depth`` items ahead.
+
+    Items and the iterator's exception (re-raised here, after the items before it) arrive in
+    order; closing this generator stops the reader, which then closes the iterator.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
                 continue
-            img = _read_image(f)
-            w, h = scaled_size(img.shape[1], img.shape[0], max_size)
-            if (w, h) != (img.shape[1], img.shape[0]):
-                img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
-            produced += 1
-            yield i, f.name, img
-        return
-    yield from _iter_video(path, start, stop, stride, max_frames, max_size)
+        return False
+
+    def reader():
+        try:
+            it = make_iter()
+            try:
+                for item in it:
+                    if not put((item, None)):
+                        return
+            finally:
+                it.close()
+        except BaseException as exc:  # handed to the consumer, raised there
+            put((_DONE, exc))
+            return
+        put((_DONE, None))
+
+    thread = threading.Thread(target=reader, name="frame-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, exc = q.get()
+            if item is _DONE:
+                if exc is not None:
+                    raise exc
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _iter_video(path, start, stop, stride, max_frames, max_size):

@@ -18,44 +18,68 @@ from .tracking import Tracks
 
 
 def build_model(key_rec: pycolmap.Reconstruction, tracks: Tracks, poses: dict[int, pycolmap.Rigid3d],
-                track_to_point: dict[int, int], max_obs_per_point: int = 40):
+                track_to_point: dict[int, int], max_obs_per_point: int = 20):
     """A reconstruction with every posed frame observing the keyframe model's points.
 
     Consecutive video frames see a point from nearly the same place, so a point seen in more
     than ``max_obs_per_point`` frames keeps every k-th observation (offset by the point id, so
     each frame keeps about the same share of its points). This bounds the cost of the Schur
-    complement, which grows with the square of the observations per point. Returns the model
-    and, per point id, the number of frames that saw the point.
+    complement, which grows with the square of the observations per point; the poses are
+    limited by systematic (not random) image errors long before a frame runs short of
+    observations. Returns the model and, per point id, the number of frames that saw the point.
     """
     rec = pycolmap.Reconstruction()
     camera = next(iter(key_rec.cameras.values()))
     cam = pycolmap.Camera(model=camera.model, width=camera.width, height=camera.height,
                           params=camera.params, camera_id=1)
     rec.add_camera_with_trivial_rig(cam)
-    elements = defaultdict(list)
-    frames_seen: dict[int, int] = {}
+    lookup = _TrackLookup(track_to_point)
+    img_ids, idxs, pids = [], [], []
     for image_id, pos in enumerate(sorted(poses), start=1):
         obs = tracks.frames[pos]
         image = pycolmap.Image(name=image_name(pos), keypoints=obs.xy.astype(np.float64),
                                camera_id=1, image_id=image_id)
         rec.add_image_with_trivial_frame(image, poses[pos])
-        seen = set()
-        for idx, tid in enumerate(obs.ids.tolist()):
-            pid = track_to_point.get(tid)
-            if pid is not None and pid not in seen:
-                seen.add(pid)
-                elements[pid].append(pycolmap.TrackElement(image_id, idx))
-    for pid, elems in elements.items():
-        if len(elems) < 2 or not key_rec.exists_point3D(pid):
+        idx, pid = lookup.points(obs.ids)
+        pid, first = np.unique(pid, return_index=True)  # one observation of a point per frame
+        img_ids.append(np.full(len(pid), image_id))
+        idxs.append(idx[first])
+        pids.append(pid)
+    if not pids:
+        return rec, {}
+    img_ids, idxs, pids = (np.concatenate(a) for a in (img_ids, idxs, pids))
+    order = np.lexsort((img_ids, pids))
+    img_ids, idxs, pids = img_ids[order], idxs[order], pids[order]
+    uniq, starts, counts = np.unique(pids, return_index=True, return_counts=True)
+    frames_seen: dict[int, int] = {}
+    for pid, a, count in zip(uniq.tolist(), starts.tolist(), counts.tolist()):
+        if count < 2 or not key_rec.exists_point3D(pid):
             continue
-        seen_in = len(elems)
-        step = -(-len(elems) // max_obs_per_point)
-        if step > 1:
-            elems = elems[pid % step::step]
+        step = -(-count // max_obs_per_point)
+        sel = range(a + pid % step, a + count, step) if step > 1 else range(a, a + count)
+        elems = [pycolmap.TrackElement(int(img_ids[k]), int(idxs[k])) for k in sel]
         p = key_rec.points3D[pid]
         new_id = rec.add_point3D(p.xyz, pycolmap.Track(elems), p.color)
-        frames_seen[new_id] = seen_in
+        frames_seen[new_id] = count
     return rec, frames_seen
+
+
+class _TrackLookup:
+    """Vectorised ``track id -> point3D id`` over a frame's observations."""
+
+    def __init__(self, track_to_point: dict[int, int]):
+        tids = np.fromiter(track_to_point.keys(), np.int64, len(track_to_point))
+        order = np.argsort(tids)
+        self.tids = tids[order]
+        self.pids = np.fromiter(track_to_point.values(), np.int64, len(track_to_point))[order]
+
+    def points(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(indices into ``ids`` that have a point, their point ids)."""
+        if len(self.tids) == 0 or len(ids) == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        at = np.minimum(np.searchsorted(self.tids, ids), len(self.tids) - 1)
+        hit = np.flatnonzero(self.tids[at] == ids)
+        return hit, self.pids[at[hit]]
 
 
 # Every video frame sees most points, so the reduced camera system is dense: a dense Schur
@@ -97,41 +121,60 @@ def run_ba(rec: pycolmap.Reconstruction, options) -> None:
         print(summary)
 
 
-def observation_errors(rec: pycolmap.Reconstruction):
-    """Per observation: (image id, point2D index, point3D id, reprojection error px)."""
-    camera = next(iter(rec.cameras.values()))
-    f, cx, cy, k1, k2 = (list(camera.params) + [0.0, 0.0])[:5]
-    rows = []
-    poses = {iid: im.cam_from_world().matrix() for iid, im in rec.images.items() if im.has_pose}
-    xys = {iid: np.array([p.xy for p in im.points2D]) for iid, im in rec.images.items()
-           if im.has_pose}
-    img_ids, idxs, pids, xyz = [], [], [], []
+def observation_table(rec: pycolmap.Reconstruction) -> np.ndarray:
+    """Every observation of a 3D point: rows of (image id, point2D index, point3D id, x, y)."""
+    rows, xy = [], []
+    points2d = {}
     for pid, point in rec.points3D.items():
         for el in point.track.elements:
-            img_ids.append(el.image_id)
-            idxs.append(el.point2D_idx)
-            pids.append(pid)
-            xyz.append(point.xyz)
-    if not img_ids:
-        return np.zeros((0, 4))
-    img_ids = np.array(img_ids)
-    idxs = np.array(idxs)
-    xyz = np.array(xyz)
-    err = np.empty(len(img_ids))
-    for iid in np.unique(img_ids):
+            kps = points2d.get(el.image_id)
+            if kps is None:
+                kps = points2d[el.image_id] = rec.images[el.image_id].points2D
+            rows.append((el.image_id, el.point2D_idx, pid))
+            xy.append(kps[el.point2D_idx].xy)
+    if not rows:
+        return np.zeros((0, 5))
+    return np.hstack([np.array(rows, np.float64), np.array(xy, np.float64)])
+
+
+def reprojection_errors(rec: pycolmap.Reconstruction, table: np.ndarray) -> np.ndarray:
+    """Reprojection error (px) of each row of :func:`observation_table` under the model's
+    current poses, points and intrinsics (``inf`` behind the camera or for a missing point)."""
+    err = np.full(len(table), np.inf)
+    if not len(table):
+        return err
+    camera = next(iter(rec.cameras.values()))
+    f, cx, cy, k1, k2 = (list(camera.params) + [0.0, 0.0])[:5]
+    img_ids = table[:, 0].astype(np.int64)
+    pids = table[:, 2].astype(np.int64)
+    uniq, inv = np.unique(pids, return_inverse=True)
+    xyz = np.full((len(uniq), 3), np.nan)
+    for k, pid in enumerate(uniq.tolist()):
+        if rec.exists_point3D(pid):
+            xyz[k] = rec.points3D[pid].xyz
+    xyz = xyz[inv]
+    for iid in np.unique(img_ids).tolist():
+        im = rec.images[iid]
+        if not im.has_pose:
+            continue
         sel = img_ids == iid
-        m = poses[iid]
+        m = im.cam_from_world().matrix()
         x = xyz[sel] @ m[:, :3].T + m[:, 3]
-        u, v = x[:, 0] / x[:, 2], x[:, 1] / x[:, 2]
-        r2 = u * u + v * v
-        d = 1.0 + k1 * r2 + k2 * r2 * r2
-        proj = np.stack([f * u * d + cx, f * v * d + cy], 1)
-        obs = xys[iid][idxs[sel]]
-        e = np.linalg.norm(proj - obs, axis=1)
-        e[x[:, 2] <= 0] = np.inf
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u, v = x[:, 0] / x[:, 2], x[:, 1] / x[:, 2]
+            r2 = u * u + v * v
+            d = 1.0 + k1 * r2 + k2 * r2 * r2
+            proj = np.stack([f * u * d + cx, f * v * d + cy], 1)
+            e = np.linalg.norm(proj - table[sel, 3:5], axis=1)
+        e[~(x[:, 2] > 0)] = np.inf
         err[sel] = e
-    rows = np.stack([img_ids, idxs, np.array(pids), err], 1)
-    return rows
+    return err
+
+
+def observation_errors(rec: pycolmap.Reconstruction):
+    """Per observation: (image id, point2D index, point3D id, reprojection error px)."""
+    table = observation_table(rec)
+    return np.column_stack([table[:, :3], reprojection_errors(rec, table)])
 
 
 def set_distortion(rec: pycolmap.Reconstruction, k1: float, k2: float) -> None:
@@ -173,24 +216,26 @@ def adjust(rec: pycolmap.Reconstruction, fixed_focal: bool, threads: int = -1,
     if not refine_distortion:
         set_distortion(rec, 0.0, 0.0)
     n = rec.num_reg_images()
+    table = observation_table(rec) if rounds > 1 else None
     for r in range(rounds):
         if r == 0:
-            run_ba(rec, _ba_options(fixed_focal, px_scale, threads, 25, 1e-6, refine_distortion, n))
+            run_ba(rec, _ba_options(fixed_focal, px_scale, threads, 10, 1e-6, refine_distortion, n))
         else:
-            run_ba(rec, _ba_options(fixed_focal, None, threads, refine_distortion=refine_distortion,
-                                    n_frames=n))
+            run_ba(rec, _ba_options(fixed_focal, None, threads, 50, 1e-7,
+                                    refine_distortion=refine_distortion, n_frames=n))
         if r == rounds - 1:
             break
-        rows = observation_errors(rec)
-        bad = rows[rows[:, 3] > max_error_px]
-        for iid, idx, pid, _ in bad:
-            pid = int(pid)
+        err = reprojection_errors(rec, table)
+        bad = err > max_error_px
+        for iid, idx, pid in table[bad, :3].astype(np.int64).tolist():
             if rec.exists_point3D(pid):
                 if rec.points3D[pid].track.length() <= 2:
                     rec.delete_point3D(pid)
                 else:
-                    rec.delete_observation(int(iid), int(idx))
-        removed += len(bad)
+                    rec.delete_observation(iid, idx)
+        removed += int(bad.sum())
+        table = table[~bad]
+        table = table[[rec.exists_point3D(int(p)) for p in table[:, 2]]] if len(table) else table
     return {"observations_removed": int(removed), "distortion_estimated": bool(refine_distortion)}
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,19 +129,22 @@ def _decode(path, opts, matcher, info, size, expected, prog):
     sw, sh = size
     tracker = KLTTracker((info.width, info.height), (sw, sh), max_corners=opts.max_corners)
     sources: list[str] = []
-    for n, (index, source, rgb) in enumerate(iter_frames(path, opts.start, opts.stop, opts.stride,
-                                                         opts.max_frames, opts.max_size)):
-        if rgb.shape[1] != sw or rgb.shape[0] != sh:
-            raise JobError(f"frame {source} of {path} has size {rgb.shape[1]}x{rgb.shape[0]}, "
-                           f"expected {sw}x{sh} (all images must share one size)", code="bad_input")
-        if matcher == "klt":
-            tracker.add(rgb, index, source)
-        else:
-            tracker.tracks.sources.append(source)
-            tracker.tracks.indices.append(index)
-            tracker.tracks.texture.append(float(rgb.std()))
-        sources.append(source)
-        prog.update((n + 1) / expected, f"frame {n + 1}/{expected}")
+    frames = iter_frames(path, opts.start, opts.stop, opts.stride, opts.max_frames, opts.max_size,
+                         threads=max(1, opts.threads))
+    with closing(frames):
+        for n, (index, source, rgb) in enumerate(frames):
+            if rgb.shape[1] != sw or rgb.shape[0] != sh:
+                raise JobError(f"frame {source} of {path} has size {rgb.shape[1]}x{rgb.shape[0]}, "
+                               f"expected {sw}x{sh} (all images must share one size)",
+                               code="bad_input")
+            if matcher == "klt":
+                tracker.add(rgb, index, source)
+            else:
+                tracker.tracks.sources.append(source)
+                tracker.tracks.indices.append(index)
+                tracker.tracks.texture.append(float(rgb.std()))
+            sources.append(source)
+            prog.update((n + 1) / expected, f"frame {n + 1}/{expected}")
     return tracker.tracks, sources
 
 
@@ -188,7 +192,7 @@ def _solve_tracks(tracks, opts, prog, stats, timings, px_scale, name):
     poses = register.registered_poses(rec)
     todo = [p for p in range(n) if p not in poses]
     poses.update(register.register_frames(rec, tracks, t2p, todo, max_error_px=4.0 * px_scale,
-                                          progress=prog))
+                                          progress=prog, threads=max(1, opts.threads)))
     timings["register"] = time.perf_counter() - t
 
     prog.stage("bundle_adjust", f"bundle adjustment over {len(poses)} frames")
@@ -208,12 +212,14 @@ def _solve_sift(path, n, info, opts, prog, stats, timings, px_scale, name):
     prog.stage("sfm", f"SIFT structure from motion on {n} images")
     t = time.perf_counter()
     camera = sfm.make_camera(info.width, info.height, opts.focal_px)
-    frames = ((pos, rgb) for pos, (_, _, rgb) in enumerate(
-        iter_frames(path, opts.start, opts.stop, opts.stride, opts.max_frames, opts.max_size)))
-    rec, colours = sfm.solve_sift(frames, (info.width, info.height), camera,
-                                  sequential=not info.is_image_folder, threads=opts.threads,
-                                  on_frame=lambda pos: prog.update(0.5 * (pos + 1) / n),
-                                  px_scale=px_scale)
+    reader = iter_frames(path, opts.start, opts.stop, opts.stride, opts.max_frames, opts.max_size,
+                         threads=max(1, opts.threads))
+    with closing(reader):
+        frames = ((pos, rgb) for pos, (_, _, rgb) in enumerate(reader))
+        rec, colours = sfm.solve_sift(frames, (info.width, info.height), camera,
+                                      sequential=not info.is_image_folder, threads=opts.threads,
+                                      on_frame=lambda pos: prog.update(0.5 * (pos + 1) / n),
+                                      px_scale=px_scale)
     rec = sfm.require_model(rec, name)
     stats["n_keyframes"] = n
     distortion = bundle.distortion_is_significant(rec, camera.has_prior_focal_length, opts.threads,

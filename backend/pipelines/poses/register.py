@@ -30,8 +30,18 @@ def registered_poses(rec: pycolmap.Reconstruction) -> dict[int, pycolmap.Rigid3d
 
 def register_frames(rec: pycolmap.Reconstruction, tracks: Tracks, track_to_point: dict[int, int],
                     positions: list[int], max_error_px: float = 4.0, min_inliers: int = 15,
-                    progress=None) -> dict[int, pycolmap.Rigid3d]:
-    """cam_from_world for each of ``positions`` that PnP can register (others are left out)."""
+                    progress=None, threads: int = 1,
+                    max_points: int = 400) -> dict[int, pycolmap.Rigid3d]:
+    """cam_from_world for each of ``positions`` that PnP can register (others are left out).
+
+    Frames are solved in ``threads`` threads (pycolmap releases the GIL). A frame with more
+    than ``max_points`` 2D-3D correspondences uses an evenly spread subset of them: the pose
+    only seeds the bundle adjustment, which then uses every kept observation.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .bundle import _TrackLookup
+
     camera = next(iter(rec.cameras.values()))
     est = pycolmap.AbsolutePoseEstimationOptions()
     est.ransac.max_error = max_error_px
@@ -39,22 +49,35 @@ def register_frames(rec: pycolmap.Reconstruction, tracks: Tracks, track_to_point
     ref = pycolmap.AbsolutePoseRefinementOptions()
     ref.refine_focal_length = False
     ref.refine_extra_params = False
-    xyz_of = {pid: rec.points3D[pid].xyz for pid in set(track_to_point.values())
-              if rec.exists_point3D(pid)}
-    out = {}
-    for n, pos in enumerate(positions):
+    existing = {t: p for t, p in track_to_point.items() if rec.exists_point3D(p)}
+    lookup = _TrackLookup(existing)
+    xyz_of = {pid: rec.points3D[pid].xyz for pid in set(existing.values())}
+
+    def solve_one(pos: int):
         obs = tracks.frames[pos]
-        pts2d, pts3d = [], []
-        for idx, tid in enumerate(obs.ids.tolist()):
-            pid = track_to_point.get(tid)
-            if pid is not None and pid in xyz_of:
-                pts2d.append(obs.xy[idx])
-                pts3d.append(xyz_of[pid])
-        if len(pts2d) >= max(6, min_inliers):
-            result = pycolmap.estimate_and_refine_absolute_pose(
-                np.asarray(pts2d, np.float64), np.asarray(pts3d, np.float64), camera, est, ref)
-            if result is not None and int(result["num_inliers"]) >= min_inliers:
-                out[pos] = result["cam_from_world"]
-        if progress is not None and n % 10 == 0:
-            progress.update(n / max(1, len(positions)), f"registered {len(out)}/{n + 1}")
+        idx, pids = lookup.points(obs.ids)
+        if len(idx) < max(6, min_inliers):
+            return None
+        if len(idx) > max_points:
+            keep = np.unique(np.linspace(0, len(idx) - 1, max_points).round().astype(np.int64))
+            idx, pids = idx[keep], pids[keep]
+        pts3d = np.array([xyz_of[p] for p in pids.tolist()], np.float64)
+        result = pycolmap.estimate_and_refine_absolute_pose(
+            np.ascontiguousarray(obs.xy[idx], np.float64), pts3d, camera, est, ref)
+        if result is not None and int(result["num_inliers"]) >= min_inliers:
+            return result["cam_from_world"]
+        return None
+
+    out = {}
+    pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="register")
+    try:
+        futures = [pool.submit(solve_one, pos) for pos in positions]
+        for n, (pos, fut) in enumerate(zip(positions, futures)):
+            pose = fut.result()
+            if pose is not None:
+                out[pos] = pose
+            if progress is not None and n % 10 == 0:
+                progress.update(n / max(1, len(positions)), f"registered {len(out)}/{n + 1}")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return out
