@@ -63,6 +63,8 @@ class SPLATSTAGE_PG_scene(bpy.types.PropertyGroup):
                              description="Training steps of the reconstruction")
     recon_strategy: EnumProperty(name="Strategy", items=STRATEGY_ITEMS, default="default")
     recon_device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto")
+    recon_max_size: IntProperty(name="Max Size", default=1600, min=16, max=16384, subtype="PIXEL",
+                                description="Longest side of the training images (larger footage is scaled down)")
 
     stereo_interaxial: FloatProperty(name="Interaxial", default=0.065, min=0.001, soft_max=1.0, unit="LENGTH",
                                      precision=3, description="Distance between the two eyes")

@@ -80,7 +80,8 @@ def composite_params(scene, max_frames: int = 0) -> tuple[dict, Path]:
 def reconstruct_params(scene) -> dict:
     s = scene.splatstage
     return job_params.reconstruct_params(solve_dir(scene), video=blend_path(s.video_path) or None,
-                                         steps=int(s.recon_steps), strategy=s.recon_strategy, device=s.recon_device)
+                                         steps=int(s.recon_steps), strategy=s.recon_strategy, device=s.recon_device,
+                                         max_size=int(s.recon_max_size))
 
 
 def stereo_params(scene, max_frames: int = 0) -> tuple[dict, Path]:
@@ -212,6 +213,14 @@ class SPLATSTAGE_OT_render_composite(_BackendJob, bpy.types.Operator):
         return params, finish
 
 
+def _splat_source(obj) -> str:
+    info = obj.get("splatstage_splats")
+    try:
+        return str(info["source"]) if info is not None else ""
+    except (KeyError, TypeError):
+        return ""
+
+
 class SPLATSTAGE_OT_reconstruct(_BackendJob, bpy.types.Operator):
     """Train Gaussian splats from the scene's camera solve on the backend, then import them"""
     bl_idname = "splatstage.reconstruct"
@@ -226,10 +235,17 @@ class SPLATSTAGE_OT_reconstruct(_BackendJob, bpy.types.Operator):
             from .splats import importer
 
             folder = delivery.deliver_folder(staging, dest)
+            ply = folder / "splats.ply"
+            earlier = [o for o in scene.objects if _splat_source(o) == str(ply)]
             with bpy.context.temp_override(scene=scene):
-                obj = importer.import_ply(folder / "splats.ply", name="Splats", collection=scene.collection)
+                obj = importer.import_ply(ply, name="Splats", collection=scene.collection)
+            for old in earlier:  # the previous import of this folder is replaced
+                mesh = old.data
+                bpy.data.objects.remove(old)
+                if mesh is not None and mesh.users == 0:
+                    bpy.data.meshes.remove(mesh)
             summary = ev.content.get("summary") or {}
-            psnr = summary.get("psnr") or summary.get("holdout_psnr")
+            psnr = summary.get("psnr_holdout")
             return (f"reconstruction: {len(obj.data.vertices)} splats imported from {folder}"
                     + (f", PSNR {float(psnr):.2f} dB" if isinstance(psnr, (int, float)) else ""))
 
@@ -251,7 +267,9 @@ class SPLATSTAGE_OT_render_stereo(_BackendJob, bpy.types.Operator):
         def finish(scene, ev, staging):
             path = delivery.deliver_file(ev.files, "stereo.mp4", out, staging)
             scene.splatstage.stereo_result = str(path)
-            return f"stereo video written to {path}"
+            summary = ev.content.get("summary") or {}
+            info = ", ".join(f"{k} {summary[k]}" for k in ("method", "layout", "frames") if k in summary)
+            return f"stereo video written to {path}" + (f" ({info})" if info else "")
 
         return params, finish
 

@@ -65,9 +65,9 @@ def test_reconstruct_and_stereo_params_equal_the_cli(tmp_path):
     from blender_addon.core.job_params import reconstruct_params, stereo_params
 
     solve, recon = _solve_and_splats(tmp_path)
-    p = reconstruct_params(solve, video=CLIP, steps=500, strategy="mcmc", device="cpu")
+    p = reconstruct_params(solve, video=CLIP, steps=500, strategy="mcmc", device="cpu", max_size=320)
     cli = _cli_params("reconstruct", [str(solve), "--input", str(CLIP), "--steps", "500", "--strategy", "mcmc",
-                                      "--device", "cpu"])
+                                      "--device", "cpu", "--max-size", "320"])
     assert {k: cli[k] for k in p} == p
     assert "device" not in reconstruct_params(solve)  # auto: the backend decides
     p = stereo_params(CLIP, interaxial=0.1, convergence=2.5, layout="half-sbs", method="scene", debug_grid=True,
@@ -148,8 +148,8 @@ def test_delivery_replaces_the_output_whole_and_removes_staging(tmp_path):
 # -- operators in Blender against a live backend -----------------------------------------------
 
 def _solve_and_splats(tmp: Path) -> tuple[str, str]:
-    """A solve folder with the clip's true cameras and a reconstruction of flat grey splats
-    covering the true ground plane (z = 0) around the scene."""
+    """A solve folder with the clip's true cameras (and grey points on the true ground plane
+    z = 0) and a reconstruction of flat grey splats covering that ground around the scene."""
     from backend.pipelines.splats_io import Splats, write_ply
 
     solve, recon = tmp / "solve", tmp / "recon"
@@ -157,7 +157,18 @@ def _solve_and_splats(tmp: Path) -> tuple[str, str]:
         solve.mkdir(parents=True, exist_ok=True)
         doc = json.loads(TRUTH.read_text())
         keep = ("version", "convention", "width", "height", "fps", "frames", "distortion", "ground_plane", "stats")
-        (solve / "cameras.json").write_text(json.dumps({k: doc[k] for k in keep}))
+        doc = {k: doc[k] for k in keep}
+        for fr in doc["frames"]:
+            fr["source"] = str(fr["frame"])  # video frame indices, as the poses job writes them
+        (solve / "cameras.json").write_text(json.dumps(doc))
+        g = np.linspace(-2.0, 2.0, 21)
+        x, y = (a.ravel() for a in np.meshgrid(g, g))
+        pts = np.zeros(x.size, dtype=[(c, "f4") for c in "xyz"] + [(c, "u1") for c in ("red", "green", "blue")])
+        pts["x"], pts["y"] = x, y
+        pts["red"] = pts["green"] = pts["blue"] = 128
+        from plyfile import PlyData, PlyElement
+
+        PlyData([PlyElement.describe(pts, "vertex")]).write(str(solve / "points.ply"))
         g = np.linspace(-3.0, 3.0, 61)
         x, y = (a.ravel() for a in np.meshgrid(g, g))
         n = x.size
@@ -201,7 +212,8 @@ def blender_run(tmp_path_factory):
     spec = {"video": str(CLIP), "product": str(PRODUCT), "missing_product": str(tmp / "missing.glb"),
             "solve": solve, "recon": recon, "pixel": list(PIXEL), "height": HEIGHT_M,
             "output": str(tmp / "renders" / "composite.mp4"), "error_output": str(tmp / "renders" / "error.mp4"),
-            "cancel_output": str(tmp / "renders" / "cancel.mp4"), "work": str(tmp / "work")}
+            "cancel_output": str(tmp / "renders" / "cancel.mp4"), "new_recon": str(tmp / "recon_new"),
+            "stereo_output": str(tmp / "renders" / "stereo.mp4")}
     (tmp / "spec.json").write_text(json.dumps(spec))
     srv = ServerProcess(tmp / "srv", "--gpu-workers", "1", "--cpu-workers", "1", "--root", str(SAMPLES),
                         "--root", str(tmp)).start()
@@ -237,7 +249,10 @@ def test_render_composite_runs_in_the_background_and_delivers_the_video(blender_
     # the operator only queues the job: a local queue put, no network round trip (>= 500 ms)
     assert c["submit"]["seconds"] < 0.25, c["submit"]
     assert c["status"] == "done", c
-    assert c["max_tick_ms"] < 50, "the timer never waits on the job"
+    # A tick drains a queue; one that waited on the backend would take >= 100 ms each time.
+    # On a loaded 2-core box a few ticks are descheduled, so the 95th percentile is checked.
+    ticks = c["tick_ms"]
+    assert len(ticks) > 20 and ticks[int(0.95 * len(ticks))] < 50, ticks[-10:]
     fr = c["fractions"]
     assert fr and fr == sorted(fr) and 0 < fr[-1] <= 1.0
     assert c["eta_seen"]
@@ -246,7 +261,7 @@ def test_render_composite_runs_in_the_background_and_delivers_the_video(blender_
     out = Path(spec["output"])
     assert c["render_result"] == str(out) and out.is_file()
     assert any(f"composite written to {out}" in t for t in c["reports"]), c["reports"]
-    assert sorted(p.name for p in out.parent.iterdir()) == ["composite.mp4"], "no partial files beside it"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["composite.mp4", "stereo.mp4"], "no partial files"
     assert not list(child_tmp.iterdir()), "staging folders removed"
 
     info = probe(out)
@@ -297,6 +312,36 @@ def test_cancel_stops_the_job_and_writes_nothing(blender_run):
     assert not list(child_tmp.iterdir())
 
 
+def test_reconstruct_trains_on_the_solve_and_imports_the_splats(blender_run):
+    from plyfile import PlyData
+
+    r, spec, child_tmp = blender_run
+    c = r["reconstruct"]
+    assert c["submit"]["ret"] == ["FINISHED"] and c["status"] == "done", c
+    ply = Path(spec["new_recon"]) / "splats.ply"
+    assert ply.is_file() and not list(child_tmp.iterdir())
+    v = PlyData.read(str(ply))["vertex"].data
+    # one imported object per reconstruction folder (a second run replaces it), holding the file's splats
+    assert c["objects"] == [[len(v), str(ply)]], c["objects"]
+    assert any(f"{len(v)} splats imported from {ply.parent}" in t for t in c["reports"]), c["reports"]
+    # 441 points on z = 0 seed it; 5 steps at gsplat's position learning rate (1.6e-4 x the
+    # scene scale, a few metres here) cannot move a splat off the plane by more than ~1 cm
+    assert len(v) >= 441 and np.abs(v["z"]).max() < 0.02
+
+
+def test_render_stereo_uses_the_reconstruction_and_the_layout(blender_run):
+    from backend.media.video import probe
+
+    r, spec, child_tmp = blender_run
+    c = r["stereo"]
+    assert c["submit"]["ret"] == ["FINISHED"] and c["status"] == "done", c
+    out = Path(spec["stereo_output"])
+    assert c["stereo_result"] == str(out) and not list(child_tmp.iterdir())
+    info = probe(out)
+    assert (info.width, info.height, info.frame_count) == (480, 540, 2)  # top and bottom: two 480x270 eyes
+    assert any("method scene" in t for t in c["reports"]), c["reports"]  # auto chose the splats
+
+
 # -- the bpy side: ``python tests/test_addon_render.py --scenario ADDRESS SPEC OUT`` -------------
 
 class _Layout:
@@ -337,20 +382,20 @@ def _scenario(address: str, spec_path: str, out_path: str) -> None:
         flush()
 
     link_state._flush_reports = capture
-    worst = [0.0]
+    ticks: list[float] = []
 
     def run_timer(until, timeout):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not until():
             t0 = time.perf_counter()
             link_state.tick()
-            worst[0] = max(worst[0], time.perf_counter() - t0)
+            ticks.append(time.perf_counter() - t0)
             time.sleep(0.02)
 
-    def op(**kw):
+    def op(name="render_composite", **kw):
         t0 = time.perf_counter()
         try:
-            ret, msg = sorted(bpy.ops.splatstage.render_composite(asynchronous=True, **kw)), ""
+            ret, msg = sorted(getattr(bpy.ops.splatstage, name)(asynchronous=True, **kw)), ""
         except RuntimeError as exc:
             ret, msg = ["ERROR"], str(exc).strip()
         return {"ret": ret, "msg": msg, "seconds": time.perf_counter() - t0}
@@ -362,11 +407,11 @@ def _scenario(address: str, spec_path: str, out_path: str) -> None:
         panels.draw_status_bar(type("H", (), {"layout": _Layout(log)})(), bpy.context)
         return log
 
-    def run_job(**kw) -> dict:
+    def run_job(name="render_composite", kind="composite", **kw) -> dict:
         del reports[:]
-        worst[0] = 0.0
-        res = {"submit": op(**kw)}
-        view = STATE.job_of_kind("composite")
+        del ticks[:]
+        res = {"submit": op(name, **kw)}
+        view = STATE.job_of_kind(kind)
         fractions, eta, drawn = [], False, []
         done = ("done", "error", "cancelled")
         deadline = time.monotonic() + 150
@@ -379,8 +424,9 @@ def _scenario(address: str, spec_path: str, out_path: str) -> None:
                 drawn = drawn or draw()
         run_timer(lambda: False, 0.3)  # the reports of the result handler
         res.update(status=view.status, message=view.message, fractions=fractions, eta_seen=eta,
-                   drawn=[list(x) for x in drawn], max_tick_ms=worst[0] * 1000, reports=list(reports),
-                   render_result=bpy.context.scene.splatstage.render_result)
+                   drawn=[list(x) for x in drawn], tick_ms=sorted(1000 * t for t in ticks), reports=list(reports),
+                   render_result=bpy.context.scene.splatstage.render_result,
+                   stereo_result=bpy.context.scene.splatstage.stereo_result)
         return res
 
     s = bpy.context.scene.splatstage
@@ -403,6 +449,17 @@ def _scenario(address: str, spec_path: str, out_path: str) -> None:
 
     s.render_output, s.render_frame = spec["error_output"], 100000
     r["backend_error"] = run_job()
+
+    s.reconstruction_dir, s.recon_steps, s.recon_max_size, s.recon_device = spec["new_recon"], 5, 120, "cpu"
+    for _ in range(2):
+        res = run_job("reconstruct", "reconstruct")
+    res["objects"] = [[len(o.data.vertices), o["splatstage_splats"]["source"]]
+                      for o in bpy.context.scene.objects if o.get("splatstage_splats")]
+    r["reconstruct"] = res
+
+    s.reconstruction_dir, s.stereo_output, s.stereo_layout = spec["recon"], spec["stereo_output"], "tab"
+    s.stereo_interaxial, s.stereo_convergence = 0.065, 3.0
+    r["stereo"] = run_job("render_stereo", "stereo", max_frames=2)
 
     s.render_output, s.render_frame, s.render_reuse = spec["cancel_output"], 0, False
     del reports[:]

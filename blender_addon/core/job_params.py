@@ -153,10 +153,12 @@ def composite_params(video, product, *, at_pixel=None, at_frame: int = 0, produc
 
 
 def reconstruct_params(solve_dir, *, video=None, steps: int = 7000, strategy: str = "default",
-                       device: str = "auto") -> dict:
+                       device: str = "auto", max_size: int = 1600) -> dict:
     """Params of the ``reconstruct`` job for a camera solve (``video``: the footage, needed when
-    cameras.json names video frames rather than image files)."""
-    params = {"solve_dir": solve_folder(solve_dir), "steps": _count(steps, "steps", 1, 1_000_000)}
+    cameras.json names video frames rather than image files; ``max_size``: longest side of the
+    training images in pixels)."""
+    params = {"solve_dir": solve_folder(solve_dir), "steps": _count(steps, "steps", 1, 1_000_000),
+              "max_size": _count(max_size, "max size", 16, 16384)}
     if strategy not in STRATEGIES:
         raise ParamError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
     params["strategy"] = strategy
