@@ -39,7 +39,8 @@ print(f"extension ready in {time.perf_counter() - t:.1f} s")
 PY
 
 echo "== multi-GPU tests"
-"$PY" -m pytest -m gpu -q -s -p no:cacheprovider tests/test_reconstruct_distributed.py
+TESTS=0
+"$PY" -m pytest -m gpu -q -s -p no:cacheprovider tests/test_reconstruct_distributed.py || TESTS=$?
 
 echo "== synthetic scene: ${WIDTH} px wide, 64 frames, 6000 Gaussians"
 "$PY" - "$WORK/solve" "$WIDTH" <<'PY'
@@ -67,3 +68,5 @@ print(json.dumps({"gpus": int(sys.argv[2]), "psnr_holdout": round(m["psnr_holdou
                   "steps_per_rank": m.get("steps_per_rank", m["steps"]), "device": m["device"]}))
 PY
 done
+if [ "$TESTS" -ne 0 ]; then echo "multi-GPU tests failed (pytest exit $TESTS)" >&2; exit "$TESTS"; fi
+echo "== multi-GPU check passed"

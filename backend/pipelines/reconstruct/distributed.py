@@ -312,6 +312,7 @@ def _train_rank(rank: int, world: int, device: torch.device, frames: FrameStore,
     mine = {"splats": _as_splats(tr.params), "peak_gpu_mem_gb": peak}
     shards = [None] * world if rank == 0 else None
     dist.gather_object(mine, shards, dst=0)
+    dist.barrier()  # every shard has arrived before any rank leaves the group
     if rank != 0:
         return
     progress.stage("write", "writing splats")
