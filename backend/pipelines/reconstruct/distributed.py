@@ -377,6 +377,17 @@ class _ProgressTail:
                                      **(ev.get("extra") or {}))
 
 
+def _die_with_parent() -> None:
+    """In a rank, before exec: on Linux, receive SIGTERM when the launcher dies (a killed job
+    must not leave ranks holding GPUs)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _stop(procs: list[subprocess.Popen]) -> None:
     for p in procs:
         if p.poll() is None:
@@ -430,7 +441,8 @@ def train_distributed(solve: Solve, frames: FrameStore, cfg: TrainConfig, world_
                 logs.append(open(run_dir / f"rank{r}.log", "wb"))
                 procs.append(subprocess.Popen(
                     [sys.executable, "-m", __name__, str(run_dir), str(r)], env=env, cwd=str(root),
-                    stdout=logs[-1], stderr=subprocess.STDOUT))
+                    stdout=logs[-1], stderr=subprocess.STDOUT,
+                    preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None))
             tail = _ProgressTail(run_dir / "progress.jsonl", progress)
             while True:
                 tail.poll()
