@@ -339,3 +339,31 @@ def test_spz_bad_inputs_are_one_line_errors(tmp_path, monkeypatch):
     with pytest.raises(SplatFormatError, match=r"ok.spz: .spz needs the gsply package") as e:
         load_splats(tmp_path / "ok.spz")
     assert "\n" not in str(e.value)
+
+
+_BPY_GLTF = """
+import sys, json, bpy
+bpy.ops.wm.read_factory_settings(use_empty=True)
+assert bpy.ops.import_scene.gltf(filepath=sys.argv[1]) == {'FINISHED'}
+print('JSON' + json.dumps({o.name: list(o.matrix_world.translation) for o in bpy.context.scene.objects}))
+"""
+
+
+def test_rub_axes_land_where_blenders_gltf_importer_puts_y_up_files(tmp_path):
+    """glTF shares SPZ's right-handed Y-up axes; Blender's own glTF importer (bpy, subprocess)
+    places points 1 m along x, y (up) and z where read_spz's conversion does."""
+    import json
+    import subprocess
+    import sys
+
+    pts = {"px": [1.0, 0.0, 0.0], "py": [0.0, 1.0, 0.0], "pz": [0.0, 0.0, 1.0], "pq": [0.3, -2.0, 0.7]}
+    doc = {"asset": {"version": "2.0"}, "scene": 0, "scenes": [{"nodes": list(range(len(pts)))}],
+           "nodes": [{"name": k, "translation": v} for k, v in pts.items()]}
+    (tmp_path / "axes.gltf").write_text(json.dumps(doc))
+    proc = subprocess.run([sys.executable, "-c", _BPY_GLTF, str(tmp_path / "axes.gltf")],
+                          capture_output=True, text=True, timeout=300)
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("JSON")]
+    assert proc.returncode == 0 and line, proc.stderr[-2000:]
+    got = json.loads(line[0][4:])
+    for name, p in pts.items():
+        np.testing.assert_allclose(got[name], B2R.T @ np.array(p), atol=1e-6, err_msg=name)
