@@ -18,15 +18,14 @@ from .tracking import Tracks
 
 
 def build_model(key_rec: pycolmap.Reconstruction, tracks: Tracks, poses: dict[int, pycolmap.Rigid3d],
-                track_to_point: dict[int, int], max_obs_per_point: int = 20):
+                track_to_point: dict[int, int], max_obs_per_point: int = 40):
     """A reconstruction with every posed frame observing the keyframe model's points.
 
     Consecutive video frames see a point from nearly the same place, so a point seen in more
     than ``max_obs_per_point`` frames keeps every k-th observation (offset by the point id, so
     each frame keeps about the same share of its points). This bounds the cost of the Schur
-    complement, which grows with the square of the observations per point; the poses are
-    limited by systematic (not random) image errors long before a frame runs short of
-    observations. Returns the model and, per point id, the number of frames that saw the point.
+    complement, which grows with the square of the observations per point. Returns the model
+    and, per point id, the number of frames that saw the point.
     """
     rec = pycolmap.Reconstruction()
     camera = next(iter(key_rec.cameras.values()))
@@ -82,9 +81,10 @@ class _TrackLookup:
         return hit, self.pids[at[hit]]
 
 
-# Every video frame sees most points, so the reduced camera system is dense: a dense Schur
-# complement solves it much faster than a sparse factorisation up to this many frames.
-DENSE_SCHUR_MAX_FRAMES = 1500
+# The all-frame adjustment solves the reduced camera system iteratively (conjugate gradients on
+# the implicit Schur complement, Schur-Jacobi preconditioned): each step costs in proportion to
+# the observations, where forming the Schur complement explicitly costs in proportion to the
+# square of the observations per point, and every video frame sees most points.
 
 
 def _ba_options(fixed_focal: bool, loss_scale_px: float | None, threads: int,
@@ -99,10 +99,11 @@ def _ba_options(fixed_focal: bool, loss_scale_px: float | None, threads: int,
         opts.ceres.loss_function_type = pycolmap.LossFunctionType.CAUCHY
         opts.ceres.loss_function_scale = loss_scale_px
     opts.ceres.solver_options.num_threads = threads
-    if n_frames and n_frames <= DENSE_SCHUR_MAX_FRAMES:
+    if n_frames:
+        solver = opts.ceres.solver_options
         opts.ceres.auto_select_solver_type = False
-        opts.ceres.solver_options.linear_solver_type = type(
-            opts.ceres.solver_options.linear_solver_type).DENSE_SCHUR
+        solver.linear_solver_type = type(solver.linear_solver_type).ITERATIVE_SCHUR
+        solver.preconditioner_type = type(solver.preconditioner_type).SCHUR_JACOBI
     opts.ceres.solver_options.max_num_iterations = max_iterations
     opts.ceres.solver_options.function_tolerance = function_tolerance
     return opts
@@ -207,6 +208,9 @@ def adjust(rec: pycolmap.Reconstruction, fixed_focal: bool, threads: int = -1,
            max_error_px: float = 2.0, rounds: int = 2, refine_distortion: bool = True,
            px_scale: float = 1.0) -> dict:
     """Robust BA, drop observations over ``max_error_px``, BA again; returns counts.
+
+    The robust round only has to expose the outliers (at most 10 iterations); the final round
+    stops when an iteration lowers the cost by less than 1e-7 of it.
 
     ``px_scale`` (full-resolution pixels per solve pixel) scales the robust loss and the
     outlier threshold, which are meant in solve pixels.

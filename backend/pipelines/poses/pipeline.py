@@ -240,7 +240,8 @@ def _solve_sift(path, n, info, opts, prog, stats, timings, px_scale, name):
 
 def _collect(rec, n, colour, frames_seen=None):
     """Arrays from a bundle-adjusted model: OpenCV c2w per position, intrinsics, points (track
-    length = number of frames that saw the point: ``frames_seen`` or the model's track)."""
+    length = number of frames that saw the point: ``frames_seen`` or the model's track).
+    ``colour(position, point2D_indices)`` gives the colours seen at those keypoints."""
     camera = next(iter(rec.cameras.values()))
     params = list(camera.params) + [0.0, 0.0]
     c2w = {}
@@ -248,19 +249,35 @@ def _collect(rec, n, colour, frames_seen=None):
         if im.has_pose:
             c2w[sfm.position_of(im.name)] = np.vstack([im.cam_from_world().inverse().matrix(),
                                                        [0, 0, 0, 1]])
-    errs = bundle.frame_errors(rec)
+    table = bundle.observation_table(rec)
+    errs = bundle.reprojection_errors(rec, table)
+    img_ids = table[:, 0].astype(np.int64)
+    pids = table[:, 2].astype(np.int64)
+    errors = np.full(n, np.nan)
+    point_ids = np.array(list(rec.points3D.keys()), np.int64)
+    rgb_sum = np.zeros((len(point_ids), 3))
+    order = np.argsort(point_ids) if len(point_ids) else point_ids
+    row_point = order[np.searchsorted(point_ids[order], pids)] if len(point_ids) else pids
+    for iid in np.unique(img_ids).tolist():
+        im = rec.images[iid]
+        sel = img_ids == iid
+        pos = sfm.position_of(im.name)
+        if im.has_pose:
+            e = errs[sel]
+            e = e[np.isfinite(e)]
+            errors[pos] = float(e.mean()) if len(e) else np.nan
+        np.add.at(rgb_sum, row_point[sel], colour(pos, table[sel, 1].astype(np.int64)))
+    counts = np.bincount(row_point, minlength=len(point_ids))[:, None] if len(pids) else \
+        np.zeros((len(point_ids), 1))
+    rgb = np.where(counts > 0, rgb_sum / np.maximum(counts, 1), 128.0)
+    pts = np.array([rec.points3D[pid].xyz for pid in point_ids.tolist()]).reshape(-1, 3)
+    lengths = [frames_seen.get(pid, rec.points3D[pid].track.length()) if frames_seen
+               else rec.points3D[pid].track.length() for pid in point_ids.tolist()]
     registered = np.array([p in c2w for p in range(n)])
-    errors = np.array([errs.get(p, np.nan) for p in range(n)])
-    pos_of = {iid: sfm.position_of(im.name) for iid, im in rec.images.items()}
-    pts, rgb, lengths = [], [], []
-    for pid, p in rec.points3D.items():
-        cols = [colour(pos_of[el.image_id], el.point2D_idx) for el in p.track.elements]
-        pts.append(p.xyz)
-        rgb.append(np.mean(cols, axis=0) if cols else [128, 128, 128])
-        lengths.append(frames_seen.get(pid, p.track.length()) if frames_seen else p.track.length())
+    errors[~registered] = np.nan
     mats = fill_unregistered(c2w, n)
-    return (mats, registered, errors, params[:5], np.array(pts).reshape(-1, 3),
-            np.array(rgb).reshape(-1, 3).round().astype(np.uint8), np.array(lengths, np.int32))
+    return (mats, registered, errors, params[:5], pts, rgb.round().astype(np.uint8),
+            np.array(lengths, np.int32))
 
 
 def _register_rotation_all(tracks, model, prog, px_scale):

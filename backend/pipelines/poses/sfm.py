@@ -9,6 +9,7 @@ points. All keypoints are in full-resolution pixels (pixel-corner origin).
 from __future__ import annotations
 
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -102,13 +103,19 @@ def solve_tracks(tracks: Tracks, keys: list[int], pairs: list[tuple[int, int]],
         tvg_opts.detect_watermark = False
         tvg_opts.ransac.max_error = 2.0 * px_scale
         tvg_opts.ransac.random_seed = 0
-        for a, b in pairs:
+
+        def verify(pair):
+            a, b = pair
             ia, ib = tracks.common(a, b)
-            matches = np.stack([ia, ib], 1).astype(np.uint32)
-            db.write_matches(image_ids[a], image_ids[b], matches)
             tvg = pycolmap.estimate_two_view_geometry(
                 camera, tracks.frames[a].xy[ia], camera, tracks.frames[b].xy[ib],
                 np.stack([np.arange(len(ia)), np.arange(len(ia))], 1).astype(np.uint32), tvg_opts)
+            return ia, ib, tvg
+
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            verified = list(pool.map(verify, pairs))
+        for (a, b), (ia, ib, tvg) in zip(pairs, verified):
+            db.write_matches(image_ids[a], image_ids[b], np.stack([ia, ib], 1).astype(np.uint32))
             if tvg.config in (pycolmap.TwoViewGeometryConfiguration.DEGENERATE,
                               pycolmap.TwoViewGeometryConfiguration.UNDEFINED):
                 continue
