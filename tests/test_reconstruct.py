@@ -284,7 +284,7 @@ def test_camera_refinement_moves_perturbed_cameras_towards_truth(tmp_path):
 
 def test_coarse_to_fine_schedule_trains(solve_dir, tmp_path):
     cfg = small_config(coarse_to_fine=True, steps=200)
-    assert [cfg.downscale_at(s) for s in (0, 29, 30, 69, 70, 199)] == [4, 4, 2, 2, 1, 1]
+    assert [cfg.downscale_at(s) for s in (0, 59, 60, 119, 120, 199)] == [4, 4, 2, 2, 1, 1]
     assert small_config().downscale_at(0) == 1
     files, arrays, metrics, result = reconstruct(solve_dir, tmp_path / "out", cfg, device="cpu")
     assert metrics["psnr_holdout"] >= 18.0 and metrics["psnr_holdout"] >= metrics["psnr_init"] + 5.0, metrics

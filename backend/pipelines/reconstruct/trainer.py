@@ -59,12 +59,12 @@ class TrainConfig:
     coarse_to_fine: bool = False
 
     def downscale_at(self, step: int) -> int:
-        """Training-image downscale factor at ``step``: with ``coarse_to_fine`` the first 15 %
-        of the steps train at 1/4 of the resolution and the next 20 % at 1/2, else 1."""
+        """Training-image downscale factor at ``step``: with ``coarse_to_fine`` the first 30 %
+        of the steps train at 1/4 of the resolution and the next 30 % at 1/2, else 1."""
         if not self.coarse_to_fine:
             return 1
         f = step / max(1, self.steps)
-        return 4 if f < 0.15 else 2 if f < 0.35 else 1
+        return 4 if f < 0.3 else 2 if f < 0.6 else 1
 
     def fingerprint(self) -> str:
         d = asdict(self)
