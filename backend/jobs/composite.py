@@ -4,7 +4,10 @@
 Output: ``composite.mp4`` (the CLI moves it to ``-o``) at the footage's fps with its audio.
 Arrays: ``anchor_frames`` [N] and ``anchor_px`` [N,2] (the anchor's projection per solved frame).
 ``--preview`` runs with reduced settings (small render size, few samples and training steps)
-so the job fits a CPU-only machine; the summary says so.
+so the job fits a CPU-only machine; the summary says so. ``--stereo LAYOUT`` makes it a
+stereo video: the mono composite is the left eye, the right eye is rendered from the splats
+and by Blender's stereo camera rig ``--interaxial`` to the right, converged at ``--convergence``
+(default: the product's distance) by sensor shift (docs/compositing.md, "Stereo").
 """
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from backend.jobs import JobResult
+from backend.pipelines.composite.stereo import DEFAULT_INTERAXIAL
+from backend.pipelines.stereo.layouts import LAYOUTS
 from backend.progress import JobError, Progress
 
 MAIN_OUTPUT = "composite.mp4"
@@ -23,7 +28,8 @@ MAIN_OUTPUT = "composite.mp4"
 #: reconstruction's), weighted by its rough share of the run, so progress is one overall bar.
 STAGES = [("check", 1), ("decode", 1), ("track", 4), ("keyframes", 1), ("sfm", 3), ("register", 1),
           ("bundle_adjust", 3), ("ground_plane", 1), ("place", 1), ("load", 2), ("train", 35),
-          ("evaluate", 1), ("write", 1), ("layers", 5), ("environment", 4), ("render", 34), ("encode", 2)]
+          ("evaluate", 1), ("write", 1), ("layers", 5), ("environment", 4), ("render", 34), ("right_layers", 3),
+          ("right_render", 34), ("encode", 2)]
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -51,6 +57,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--work-dir", type=Path, help="where intermediate results and frames are kept (default: cache)")
     p.add_argument("--max-frames", type=int, help="composite only the first N frames")
     p.add_argument("--crf", type=int, default=18, help="H.264 quality (default 18)")
+    g = p.add_argument_group("stereo")
+    g.add_argument("--stereo", choices=LAYOUTS, metavar="LAYOUT",
+                   help=f"stereo output in this layout ({', '.join(LAYOUTS)}); the mono composite is the left eye")
+    g.add_argument("--interaxial", type=float, metavar="M",
+                   help=f"camera separation of the stereo eyes in metres (default {DEFAULT_INTERAXIAL})")
+    g.add_argument("--convergence", type=float, metavar="M",
+                   help="distance put on the screen plane, in metres (default: the product's distance in --at-frame)")
+    g.add_argument("--anaglyph", choices=("dubois", "simple"), default="dubois",
+                   help="anaglyph colour method for --stereo anaglyph (default dubois)")
 
 
 def _pixel(text: str | None):
@@ -72,7 +87,9 @@ def params_from_args(args: argparse.Namespace) -> dict:
             "preview": bool(args.preview), "steps": args.steps, "samples": args.samples,
             "render_size": args.render_size, "device": args.device, "exposure": args.exposure,
             "env_rotation": args.env_rotation, "solve": path(args.solve), "reconstruction": path(args.reconstruction),
-            "work_dir": path(args.work_dir), "max_frames": args.max_frames, "crf": args.crf}
+            "work_dir": path(args.work_dir), "max_frames": args.max_frames, "crf": args.crf,
+            "stereo": args.stereo, "interaxial": args.interaxial, "convergence": args.convergence,
+            "anaglyph": args.anaglyph}
 
 
 def _bad(msg: str) -> JobError:
@@ -144,7 +161,7 @@ def request_from_params(params: dict):
         env_rotation_deg=_number(params, "env_rotation", default=0.0),
         crf=_int(params, "crf", 0, 51, 18))
     return CompositeRequest(
-        video=Path(params["video"]), product=Path(params["product"]), settings=settings, at_pixel=pixel,
+        stereo=_stereo(params), video=Path(params["video"]), product=Path(params["product"]), settings=settings, at_pixel=pixel,
         at_frame=_int(params, "at_frame", 0, 10_000_000, 0),
         product_height=_number(params, "product_height", positive=True),
         rotate_deg=_number(params, "rotate", default=0.0),
@@ -152,6 +169,26 @@ def request_from_params(params: dict):
         reconstruction=Path(params["reconstruction"]) if params.get("reconstruction") else None,
         work_dir=Path(params["work_dir"]) if params.get("work_dir") else None,
         max_frames=_int(params, "max_frames", 1, 10_000_000))
+
+
+def _stereo(params: dict):
+    """:class:`StereoOptions` from the params (None without ``stereo``); raises bad_params."""
+    from backend.pipelines.composite.stereo import StereoOptions
+
+    layout = params.get("stereo")
+    if layout in (None, "", False):
+        for key in ("interaxial", "convergence"):
+            if params.get(key) is not None:
+                raise _bad(f"{key} needs stereo (a layout: {', '.join(LAYOUTS)})")
+        return None
+    if not isinstance(layout, str):
+        raise _bad(f"stereo must be a layout name ({', '.join(LAYOUTS)}), got {layout!r}")
+    opts = StereoOptions(layout=layout,
+                         interaxial=_number(params, "interaxial", positive=True, default=DEFAULT_INTERAXIAL),
+                         convergence=_number(params, "convergence", positive=True),
+                         anaglyph=params.get("anaglyph") or "dubois")
+    opts.check()
+    return opts
 
 
 def run(params: dict, out_dir: Path, progress: Progress) -> JobResult:

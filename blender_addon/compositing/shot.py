@@ -13,7 +13,12 @@
      "occlusion_margin": 0.03,
      "frames": [{"index": 0, "background": "bg/000000.png", "depth": "depth/000000.exr",
                  "output": "frames/000000.png"}, ...],
-     "save_blend": "scene.blend" | null}
+     "save_blend": "scene.blend" | null,
+     "stereo": {"eye": "right", "interaxial": 0.065, "convergence": 3.0 | null} | null}
+
+With ``stereo`` the shot renders the right eye of Blender's stereo 3D camera rig built on the
+solved camera (:mod:`.stereo`); its frames' ``background`` and ``depth`` are the right eye's
+(the splat render from the offset camera) and the compositor tree is the same as the mono one.
 
 The scene is built with the add-on's own pieces: the solved camera and the shadow-catcher
 ground (:mod:`blender_addon.blender.camera_import`), the product through Blender's glTF
@@ -37,6 +42,7 @@ import bpy
 from blender_addon.blender import camera_import, product
 from blender_addon.core import cameras_json
 
+from . import stereo as stereo_mod
 from . import tree as tree_mod
 from . import world as world_mod
 
@@ -54,6 +60,12 @@ def build_scene(spec: dict):
                                           objs["collection"])
     root = insert_product(spec)
     configure_render(scene, spec.get("render", {}))
+    st = spec.get("stereo")
+    view_suffix = ""
+    if st:
+        if st.get("eye", "right") != "right":
+            raise ValueError(f"stereo eye must be 'right' (the left eye is the mono shot), got {st.get('eye')!r}")
+        view_suffix = stereo_mod.setup_right_eye(scene, objs["camera"], st["interaxial"], st.get("convergence"))
     env = spec.get("environment")
     if env and env.get("path"):
         world_mod.setup(scene, env["path"], float(env.get("exposure", 0.0)), float(env.get("rotation_deg", 0.0)))
@@ -64,6 +76,7 @@ def build_scene(spec: dict):
     dz = tree_mod.data_image(first["depth"], "Splatstage Splat Depth", non_color=True)
     nodes = tree_mod.build(scene, bg, dz, float(spec.get("occlusion_margin", 0.03)))
     nodes["product"] = root
+    nodes["view_suffix"] = view_suffix
     return scene, nodes
 
 
@@ -124,7 +137,8 @@ def configure_render(scene, r: dict) -> None:
 
 
 def render_frames(scene, nodes: dict, frames: list[dict], frame_offset: int = 1, log=print) -> dict:
-    """Render every frame whose ``output`` is missing; returns counts and seconds."""
+    """Render every frame whose ``output`` is missing; returns counts and seconds. A stereo
+    view's image is written with the view's suffix (``nodes["view_suffix"]``) and renamed."""
     done = skipped = 0
     t0 = time.monotonic()
     n = len(frames)
@@ -141,6 +155,11 @@ def render_frames(scene, nodes: dict, frames: list[dict], frame_offset: int = 1,
         tmp = out.with_name(f".{out.stem}.partial{os.getpid()}.png")
         scene.render.filepath = str(tmp)
         bpy.ops.render.render(write_still=True)
+        suffix = nodes.get("view_suffix", "")
+        if suffix:
+            written = tmp.with_name(f"{tmp.stem}{suffix}{tmp.suffix}")
+            if written.exists():
+                os.replace(written, tmp)
         if not tmp.exists():
             raise RuntimeError(f"Blender wrote no image for video frame {fr['index']}")
         os.replace(tmp, out)

@@ -3,7 +3,9 @@
 Stages: check inputs -> camera solve -> splat reconstruction -> placement (ground plane under
 pixel (U, V) of frame N) -> per-frame inputs (footage at render size, splat depth) ->
 environment map from the splats at the product -> Blender render + compositor (subprocess)
--> encode at the footage's fps with its audio.
+-> encode at the footage's fps with its audio. With ``stereo`` (:mod:`.stereo`) the mono
+composite is the left eye; the right eye (splat render from the offset camera, product from
+Blender's stereo rig) is rendered after it and the two are packed in the chosen layout.
 
 Everything expensive is kept in a work folder (default: the project cache, keyed by the
 footage and the settings): the solve, the splats and every rendered frame. A re-run skips
@@ -24,11 +26,13 @@ import numpy as np
 from backend.progress import JobError, Progress
 
 from . import placement as placement_mod
+from . import stereo as stereo_mod
 from .blender import run_shot
 from .envmap import render_envmap
 from .inputs import check_product, check_video
 from .layers import write_backgrounds, write_depths
 from .settings import CompositeSettings
+from .stereo import StereoOptions
 
 
 @dataclass
@@ -46,6 +50,7 @@ class CompositeRequest:
     reconstruction: Path | None = None
     work_dir: Path | None = None
     max_frames: int | None = None
+    stereo: StereoOptions | None = None
     summary: dict = field(default_factory=dict)
 
 
@@ -126,6 +131,8 @@ def composite(req: CompositeRequest, out_path: Path, progress: Progress | None =
     t_all = time.monotonic()
 
     progress.stage("check", "checking the footage and the product")
+    if req.stereo is not None:
+        req.stereo.check()
     info = check_video(req.video)
     warnings = check_product(req.product)
     work = Path(req.work_dir) if req.work_dir else default_work_dir(req.video)
@@ -196,6 +203,13 @@ def composite(req: CompositeRequest, out_path: Path, progress: Progress | None =
     counts = run_shot(spec, shot / "spec.json", progress) if missing else {"rendered": 0, "skipped": len(frames)}
     times["render"] = time.monotonic() - t
 
+    right_frames, stereo_summary = {}, {}
+    if req.stereo is not None:
+        t = time.monotonic()
+        right_frames, stereo_summary = _right_eye(req, doc, anchor, splats_path, cameras_path, shot, spec, size,
+                                                  backgrounds, progress)
+        times["right_eye"] = time.monotonic() - t
+
     t = time.monotonic()
     progress.stage("encode", "encoding H.264")
     import cv2
@@ -207,10 +221,14 @@ def composite(req: CompositeRequest, out_path: Path, progress: Progress | None =
             img = cv2.imread(str(src if i in depths else backgrounds[i]), cv2.IMREAD_COLOR)
             if img is None:
                 raise JobError(f"composite: frame {i} is missing from {shot}", "render_failed")
-            writer.write(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+            rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+            if req.stereo is not None:
+                rgb = stereo_mod.pack(rgb, _read_rgb(right_frames.get(i), rgb, i), req.stereo)
+            writer.write(rgb)
     times["encode"] = time.monotonic() - t
 
     rendered = int(counts.get("rendered", 0))
+    summary_stereo = {"stereo": stereo_summary} if stereo_summary else {}
     summary = {
         "mode": "preview (reduced settings)" if s.preview else "full",
         "frames": total, "fps": round(fps, 4), "render_size": f"{size[0]}x{size[1]}",
@@ -221,8 +239,47 @@ def composite(req: CompositeRequest, out_path: Path, progress: Progress | None =
         "render_seconds_per_frame": round(float(counts.get("seconds", 0.0)) / rendered, 3) if rendered else None,
         **{f"seconds_{k}": round(v, 2) for k, v in times.items()},
         "total_seconds": round(time.monotonic() - t_all, 2),
-        "work_dir": str(work), "product_warnings": warnings,
+        "work_dir": str(work), "product_warnings": warnings, **summary_stereo,
     }
     req.summary = summary
     summary["anchor_track"] = {"frames": frames_idx.tolist(), "pixels": track_px.round(4).tolist()}
     return summary
+
+
+def _read_rgb(path: Path | None, fallback: np.ndarray, index: int) -> np.ndarray:
+    """An RGB frame from ``path``; ``fallback`` (the left eye: zero disparity) when None."""
+    import cv2
+
+    if path is None:
+        return fallback
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise JobError(f"composite: right-eye frame {index} is missing: {path}", "render_failed")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _right_eye(req: CompositeRequest, doc: dict, anchor: np.ndarray, splats_path: Path, cameras_path: Path,
+               shot: Path, mono_spec: dict, size: tuple[int, int], backgrounds: list[Path],
+               progress: Progress) -> tuple[dict[int, Path], dict]:
+    """Render the right eye of a stereo composite (resumable); returns ``{video frame: right
+    eye frame}`` and the stereo part of the summary."""
+    st = req.stereo
+    st.check()
+    s = req.settings
+    conv = float(st.convergence) if st.convergence is not None else \
+        stereo_mod.anchor_depth(doc, anchor, int(req.at_frame))
+    folder = shot / f"right-{_hash({'interaxial': round(st.interaxial, 9), 'convergence': round(conv, 9)})}"
+    progress.stage("right_layers", f"right-eye splat render at {size[0]}x{size[1]}")
+    layers = stereo_mod.write_right_layers(splats_path, cameras_path, folder, size, backgrounds, st.interaxial, conv,
+                                           device="cuda" if s.device.startswith("cuda") else "cpu",
+                                           progress=progress)
+    spec = stereo_mod.right_spec(mono_spec, folder, layers, st.interaxial, conv)
+    progress.stage("right_render", f"rendering {len(spec['frames'])} right-eye frames with Blender")
+    missing = [f for f in spec["frames"] if not Path(f["output"]).exists()]
+    counts = run_shot(spec, folder / "spec.json", progress) if missing else {"rendered": 0,
+                                                                           "skipped": len(spec["frames"])}
+    frames = {int(f["index"]): Path(f["output"]) for f in spec["frames"]}
+    return frames, {"layout": st.layout, "interaxial": st.interaxial, "convergence": round(conv, 6),
+                    "convergence_from": "given" if st.convergence is not None else f"anchor depth, frame {req.at_frame}",
+                    "right_frames_rendered": int(counts.get("rendered", 0)),
+                    "right_frames_skipped": int(counts.get("skipped", 0)), "right_dir": str(folder)}
