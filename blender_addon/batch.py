@@ -1,11 +1,15 @@
-"""Headless Splatstage: footage -> camera solve -> cameras -> product -> saved .blend.
+"""Headless Splatstage: footage -> camera solve -> cameras -> product -> saved .blend
+[-> composited video].
 
     blender -b [scene.blend] --python blender_addon/batch.py -- --video V --product P --out DIR
+        [--render OUT.mp4 [--preview] [--at-pixel U,V] [--at-frame N] [--product-height M]]
     python blender_addon/batch.py --video V --product P --out DIR        (bpy as a module)
 
 Uses the installed Splatstage extension when it is enabled, else the add-on of this source
-checkout. Every step is one of the add-on's operators, run synchronously. Exits 0 and prints
-the saved .blend path on success; exits 1 with the error on stderr on failure.
+checkout. Every step is one of the add-on's operators, run synchronously. ``--render`` then runs
+the backend's ``composite`` job on the solved footage (reusing the solve) and writes the video.
+Exits 0 and prints the saved .blend path (then the video's path with ``--render``) on success;
+exits 1 with a one-line error on stderr on failure.
 """
 from __future__ import annotations
 
@@ -33,7 +37,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--start", type=int, default=0, help="first video frame")
     ap.add_argument("--end", type=int, default=-1, help="last video frame (-1: to the end)")
     ap.add_argument("--stride", type=int, default=1)
-    ap.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the solve")
+    ap.add_argument("--render", type=Path, metavar="OUT.mp4",
+                    help="afterwards composite the product into the footage on the backend and write this video")
+    ap.add_argument("--preview", action="store_true",
+                    help="--render with reduced settings (240 px, 8 samples, 60 training steps)")
+    ap.add_argument("--at-pixel", metavar="U,V",
+                    help="--render: the product stands where the ground meets this footage pixel "
+                         "(default: centre of the lower third)")
+    ap.add_argument("--at-frame", type=int, default=0, metavar="N", help="--render: video frame of --at-pixel")
+    ap.add_argument("--product-height", type=float, metavar="M",
+                    help="--render: product height in metres (default: the model's own size)")
+    ap.add_argument("--steps", type=int, help="--render: reconstruction training steps (default: the job's)")
+    ap.add_argument("--max-frames", type=int, help="--render: composite only the first N frames")
+    ap.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for each backend job")
     ap.add_argument("--connect-timeout", type=float, default=10.0, help="seconds to wait for each backend answer")
     return ap.parse_args(argv)
 
@@ -83,16 +99,47 @@ def view_ground_point(scene):
     return tuple(origin + t * direction) if t > 0 else None
 
 
-def run(args: argparse.Namespace) -> Path:
+def check_render_args(args: argparse.Namespace, job_params) -> dict:
+    """The Render panel settings ``--render`` asks for (checked before anything runs);
+    raises ValueError with one line naming the bad option. ``job_params``: the add-on's
+    ``core.job_params`` module."""
+    if args.render is None:
+        for name in ("preview", "at_pixel", "product_height", "steps", "max_frames"):
+            if getattr(args, name) not in (None, False):
+                raise ValueError(f"--{name.replace('_', '-')} needs --render")
+        return {}
+    if args.product is None:
+        raise ValueError("--render needs --product (the GLB to composite)")
+    out = job_params.output_path(args.render, ".mp4", "--render")
+    try:
+        pixel = job_params.parse_pixel(args.at_pixel) if args.at_pixel is not None else None
+    except job_params.ParamError as exc:
+        raise ValueError(f"--at-pixel: {exc}") from None
+    for name, value, lo in (("--at-frame", args.at_frame, 0), ("--steps", args.steps, 1),
+                            ("--max-frames", args.max_frames, 1)):
+        if value is not None and value < lo:
+            raise ValueError(f"{name} must be >= {lo}, got {value}")
+    if args.product_height is not None and not args.product_height > 0:
+        raise ValueError(f"--product-height must be positive (metres), got {args.product_height}")
+    return {"render_output": str(out), "render_placement": "PIXEL" if pixel else "DEFAULT",
+            "render_pixel": pixel or (0.0, 0.0), "render_frame": args.at_frame,
+            "render_product_height": args.product_height or 0.0, "render_preview": bool(args.preview),
+            "render_steps": args.steps or 0, "render_max_frames": args.max_frames or 0, "render_reuse": True}
+
+
+def run(args: argparse.Namespace, addon) -> list[Path]:
+    import importlib
+
     import bpy
 
     scene = bpy.context.scene
     out = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
     if not args.video.is_file():
         raise RuntimeError(f"{args.video}: video not found")
     if args.product is not None and not args.product.is_file():
         raise RuntimeError(f"{args.product}: product file not found")
+    render = check_render_args(args, importlib.import_module(f"{addon.__name__}.core.job_params"))
+    out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     bpy.ops.splatstage.load_footage(filepath=str(args.video.resolve()), frame_start=args.start,
                                     frame_end=args.end, stride=args.stride)
@@ -109,24 +156,38 @@ def run(args: argparse.Namespace) -> Path:
         bpy.ops.splatstage.insert_product(filepath=str(args.product.resolve()), dimension=args.size,
                                           axis=args.axis, rotation_z=math.radians(args.rotation))
         print(f"batch: inserted {args.product.name}", flush=True)
+    if args.product is not None:
+        scene.splatstage.product_path = str(args.product.resolve())
+        scene.splatstage.product_rotation = math.radians(args.rotation)
+    for key, value in render.items():
+        setattr(scene.splatstage, key, value)
     blend = out / "scene.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
-    return blend
+    if not render:
+        return [blend]
+    print(f"batch: rendering the composite to {render['render_output']} ...", flush=True)
+    t1 = time.monotonic()
+    bpy.ops.splatstage.render_composite(address=args.backend, timeout=args.timeout,
+                                        connect_timeout=args.connect_timeout)
+    print(f"batch: composite written ({time.monotonic() - t1:.1f} s)", flush=True)
+    return [blend, Path(scene.splatstage.render_result)]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(script_args() if argv is None else argv)
     addon, registered_here = load_addon()
     try:
-        blend = run(args)
+        outputs = run(args, addon)
     except Exception as exc:  # noqa: BLE001 - one line to stderr, non-zero exit
         msg = " ".join(str(exc).split()) or type(exc).__name__
+        msg = msg[len("Error: "):] if msg.startswith("Error: ") else msg  # an operator's ERROR report
         print(f"batch: error: {msg}", file=sys.stderr, flush=True)
         return 1
     finally:
         if registered_here:
             addon.unregister()  # also avoids bpy 4.2's crash at exit with classes still registered
-    print(blend, flush=True)
+    for path in outputs:
+        print(path, flush=True)
     return 0
 
 

@@ -53,6 +53,27 @@ def test_unreachable_backend_fails_cleanly(tmp_path):
     assert not (tmp_path / "out" / "scene.blend").exists()
 
 
+@pytest.mark.parametrize("extra, needle", [
+    (["--render", "OUT/c.mp4"], "--render needs --product"),
+    (["--product", "P", "--render", "OUT/c.avi"], "--render must be a .mp4 file"),
+    (["--product", "P", "--render", "OUT/c.mp4", "--at-pixel", "12"], "--at-pixel: pixel must be U,V"),
+    (["--product", "P", "--render", "OUT/c.mp4", "--product-height", "0"], "--product-height must be positive"),
+    (["--product", "P", "--preview"], "--preview needs --render"),
+])
+def test_bad_render_options_fail_before_anything_runs(tmp_path, extra, needle):
+    """Checked before the camera solve: no backend is needed, nothing is written."""
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"not decoded: the options are refused first")
+    product = DATA / "glb" / "products" / "WaterBottle.glb"
+    extra = [str(product) if a == "P" else a.replace("OUT", str(tmp_path / "out")) for a in extra]
+    proc = run_batch("--video", video, "--out", tmp_path / "out", "--backend", "tcp://127.0.0.1:9", *extra,
+                     user_dir=tmp_path / "u", timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    err = [line for line in proc.stderr.splitlines() if line.startswith("batch: error:")]
+    assert len(err) == 1 and needle in err[0], proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.skipif(importlib.util.find_spec("backend.jobs.poses") is None, reason="no 'poses' job kind yet")
 def test_full_batch_run_against_live_backend(tmp_path):
     from backend.synthetic import make_clip
@@ -92,3 +113,45 @@ def test_full_batch_run_against_live_backend(tmp_path):
     cx, cy = first["principal_point_px"]
     assert depth > 0
     assert abs(x - cx / 320) < 1e-4 and abs(y - (1 - cy / 180)) < 1e-4, (p["first_frame_ndc"], cx, cy)
+
+
+@pytest.mark.slow
+def test_batch_render_writes_the_composite(tmp_path):
+    """--render after the solve: the composite job reuses the batch's solve, trains a few steps
+    and writes the video; the product stands where the ground meets the requested pixel."""
+    import cv2
+    import numpy as np
+
+    from backend.media.video import iter_frames, probe
+    from conftest import ServerProcess
+
+    samples = REPO / "backend" / "samples"
+    clip, product = samples / "sample_clip.mp4", samples / "product.glb"
+    srv = ServerProcess(tmp_path / "srv", "--root", str(samples), "--root", str(tmp_path)).start()
+    try:
+        proc = run_batch("--video", clip, "--product", product, "--out", tmp_path / "out", "--backend", srv.address,
+                         "--render", tmp_path / "out" / "c.mp4", "--preview", "--steps", "5", "--max-frames", "2",
+                         "--at-pixel", "300,200", user_dir=tmp_path / "u")
+    finally:
+        srv.stop()
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    blend, video = (Path(x) for x in proc.stdout.strip().splitlines()[-2:])
+    assert blend == (tmp_path / "out" / "scene.blend").resolve() and blend.is_file()
+    assert video == (tmp_path / "out" / "c.mp4").resolve()
+    info = probe(video)
+    assert (info.width, info.height, info.frame_count) == (240, 136, 2)
+    frame = next(iter_frames(video))[2][:135].astype(int)
+    footage = cv2.resize(next(iter_frames(clip))[2], (240, 135), interpolation=cv2.INTER_AREA).astype(int)
+    changed = (np.abs(frame - footage).max(2) > 40).astype(np.uint8)
+    n, _, stats, centres = cv2.connectedComponentsWithStats(changed, connectivity=8)
+    assert n > 1
+    big = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    # the anchor is the solved ground under pixel (300, 200) of frame 0, i.e. (150, 100) at this
+    # 50 % render whatever the solve's scale: the bottle (a few px wide) is centred on that
+    # column and its base (or contact shadow) reaches that row, within 2 px (quantisation and
+    # anti-aliased edges)
+    x, y, w, h, _ = stats[big]
+    assert abs(centres[big][0] - 150) <= w / 2 + 1, (centres[big], w)
+    ys, xs = np.nonzero(changed)
+    near = np.abs(xs - 150) <= w / 2 + 1
+    assert abs(ys[near].max() - 100) <= 2, ys[near].max()
