@@ -40,6 +40,7 @@ R = 0.2  # sphere radius (m)
 FRAMES = (0, 2)
 ANCHOR = np.zeros(3)
 TOL_PX = 0.5  # half a pixel
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _sphere_glb(path: Path) -> Path:
@@ -94,9 +95,11 @@ def shot(tmp_path_factory):
         depth = _shift_right(np.load(clip / "right" / "depth" / f"{i:06d}.npy"), s, np.inf)
         free[i] = {"background": tmp / f"right_bg{i}.png", "depth": far}
         occluded[i] = {"background": tmp / f"right_bg{i}.png", "depth": _exr(tmp / f"right_depth{i}.exr", depth)}
+    parallel = dict(mono, frames=mono["frames"][-1:])  # one frame; only the sphere's disc is measured
     specs = {"left": mono,
              "right": stereo_mod.right_spec(mono, tmp / "right", free, B, zc),
-             "right_occluded": stereo_mod.right_spec(mono, tmp / "right_occluded", occluded, B, zc)}
+             "right_occluded": stereo_mod.right_spec(mono, tmp / "right_occluded", occluded, B, zc),
+             "right_parallel": stereo_mod.right_spec(parallel, tmp / "right_parallel", free, B, None)}
     counts = {name: run_shot(spec, tmp / f"{name}.json") for name, spec in specs.items()}
     return {"clip": clip, "tmp": tmp, "truth": truth, "f": f, "s": s, "zc": zc, "specs": specs, "counts": counts}
 
@@ -136,10 +139,10 @@ def _silhouette_centre(c2w: np.ndarray, f: float, pp, centre, radius: float) -> 
     return np.array([pp[0] + f * xy[0], pp[1] + f * xy[1]]), float(c[2])
 
 
-def _cameras(shot, i: int):
+def _cameras(shot, i: int, converged: bool = True):
     fr = shot["truth"]["frames"][i]
     mw, pp = np.asarray(fr["matrix_world"], float), np.asarray(fr["principal_point_px"], float)
-    mw_r, pp_r = right_eye_cameras(mw, shot["f"], pp, B, shot["zc"])
+    mw_r, pp_r = right_eye_cameras(mw, shot["f"], pp, B, shot["zc"] if converged else None)
     return (mw, pp), (mw_r[0], pp_r[0])
 
 
@@ -198,6 +201,42 @@ def test_product_behind_the_occluder_is_hidden_in_the_right_eye(shot):
         if shown.any():
             assert np.abs(occ - free)[shown].max() <= 1
     assert any(h >= 15 and s >= 15 for h, s in counts), counts
+
+
+def test_parallel_rig_without_convergence(shot):
+    """``convergence`` null: parallel cameras, no shift (Blender's PARALLEL mode); the disparity
+    is the full ``f*B/Z``."""
+    tmp, clip, f = shot["tmp"], shot["clip"], shot["f"]
+    i = FRAMES[-1]
+    centre = ANCHOR + np.array([0.0, 0.0, R])
+    (mw, pp), (mw_r, pp_r) = _cameras(shot, i, converged=False)
+    want_l, z = _silhouette_centre(mw, f, pp, centre, R)
+    want_r, _ = _silhouette_centre(mw_r, f, pp_r, centre, R)
+    got_r, _ = _centre(_rgb(tmp / "right_parallel" / "frames" / f"{i:06d}.png"), _rgb(tmp / f"right_bg{i}.png"),
+                       want_r, 2.5 * f * R / z)
+    assert np.abs(got_r - want_r).max() < TOL_PX, (got_r, want_r)
+    assert abs((want_l[0] - got_r[0]) - f * B / z) < TOL_PX
+
+
+def test_default_convergence_is_the_anchor_depth(shot):
+    fr = shot["truth"]["frames"][2]
+    _, z = _silhouette_centre(np.asarray(fr["matrix_world"]), shot["f"], fr["principal_point_px"], ANCHOR, 1e-9)
+    assert stereo_mod.anchor_depth(shot["truth"], ANCHOR, 2) == pytest.approx(z, rel=1e-9)
+    with pytest.raises(Exception, match="frame 99 has no solved camera"):
+        stereo_mod.anchor_depth(shot["truth"], ANCHOR, 99)
+
+
+def test_stereo_parameters_are_refused_before_any_work(tmp_path, capsys):
+    from backend.cli import main as cli
+
+    video, product = str(REPO / "backend" / "samples" / "sample_clip.mp4"), str(REPO / "backend" / "samples" / "product.glb")
+    out = tmp_path / "s.mp4"
+    for args, message in ((["--interaxial", "0.1"], "interaxial needs stereo"),
+                          (["--stereo", "sbs", "--interaxial", "0"], "interaxial must be positive"),
+                          (["--stereo", "tab", "--convergence", "-2"], "convergence must be positive")):
+        assert cli(["composite", video, product, "-o", str(out), "--work-dir", str(tmp_path / "w"), *args]) == 1
+        assert message in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "w").exists()
 
 
 def test_right_eye_rerun_renders_only_the_missing_frame(shot):
