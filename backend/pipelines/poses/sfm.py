@@ -123,8 +123,13 @@ def solve_tracks(tracks: Tracks, keys: list[int], pairs: list[tuple[int, int]],
             tvg.inlier_matches = np.stack([ia[inl[:, 0]], ib[inl[:, 1]]], 1).astype(np.uint32)
             db.write_two_view_geometry(image_ids[a], image_ids[b], tvg)
         db.close()
-        return _run_mapper(db_path, work, _mapper_options(len(keys), camera.has_prior_focal_length,
-                                                         threads, px_scale))
+        opts = _mapper_options(len(keys), camera.has_prior_focal_length, threads, px_scale)
+        # The keyframe model only seeds the all-frame adjustment: one global refinement, and
+        # local and global adjustments stop at a relative cost change of 1e-6.
+        opts.ba_global_max_refinements = 1
+        opts.ba_global_function_tolerance = 1e-6
+        opts.ba_local_function_tolerance = 1e-6
+        return _run_mapper(db_path, work, opts)
 
 
 def solve_sift(frames, full_size: tuple[int, int], camera: pycolmap.Camera, sequential: bool,
