@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import socket
+import sys
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ from backend.pipelines.reconstruct.scene import load_solve
 from backend.pipelines.reconstruct.synthetic_solve import analytic_solve
 from backend.pipelines.reconstruct.trainer import TrainConfig, train
 from backend.pipelines.splats_io import read_ply
-from backend.progress import JobError, Progress
+from backend.progress import Cancelled, JobError, Progress
 
 
 def _init() -> str:
@@ -202,6 +203,43 @@ def test_a_failing_rank_is_a_one_line_job_error(tmp_path):
     with pytest.raises(JobError, match="1 training frames cannot be shared by 2 GPUs") as e:
         train_distributed(solve, frames, _cfg(steps=4, holdout_every=2), 2, tmp_path / "out", device="cpu")
     assert "\n" not in e.value.message and not (tmp_path / "out" / "splats.ply").exists()
+
+
+def _rank_children() -> list[int]:
+    """Processes started by this one that run a training rank."""
+    import os
+    from pathlib import Path
+
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                cmd = (d / "cmdline").read_bytes()
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == os.getpid() and b"reconstruct.distributed" in cmd:
+                out.append(int(d.name))
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_cancel_stops_every_rank_and_writes_nothing(scene, tmp_path):
+    _, solve, frames = scene
+    seen = []
+
+    def on_event(ev):
+        seen.append(ev)
+        if (ev.get("extra") or {}).get("step", 0) >= 5:
+            seen.append(_rank_children())
+            progress.cancel()
+
+    progress = Progress(on_event, min_interval=0.0)
+    with pytest.raises(Cancelled):
+        train_distributed(solve, frames, _cfg(steps=400), 2, tmp_path / "out", device="cpu", progress=progress)
+    assert len(seen[-1]) == 2  # both ranks were running when the cancel came
+    assert _rank_children() == []
+    assert not (tmp_path / "out" / "splats.ply").exists()
 
 
 def test_job_rejects_gpus_on_cpu(tmp_path):
