@@ -168,6 +168,7 @@ class SPLATSTAGE_PT_render(_Panel, bpy.types.Panel):
             row.prop(s, "render_frame")
         else:
             col.prop(s, "render_frame")
+        col.operator("splatstage.placement_from_cursor", icon="PIVOT_CURSOR")
         row = col.row(align=True)
         row.prop(s, "render_product_height")
         row.prop(s, "product_rotation")

@@ -274,4 +274,41 @@ class SPLATSTAGE_OT_render_stereo(_BackendJob, bpy.types.Operator):
         return params, finish
 
 
-classes = (SPLATSTAGE_OT_render_composite, SPLATSTAGE_OT_reconstruct, SPLATSTAGE_OT_render_stereo)
+def _frame_offset(scene) -> int:
+    """Scene frame of video frame 0: the start of the camera's background clip (import default 1)."""
+    cam = scene.camera
+    for bg in (cam.data.background_images if cam is not None and cam.type == "CAMERA" else []):
+        if bg.source == "MOVIE_CLIP" and bg.clip is not None:
+            return int(bg.clip.frame_start)
+    return 1
+
+
+class SPLATSTAGE_OT_placement_from_cursor(bpy.types.Operator):
+    """Place the rendered product at the 3D cursor: set the Render panel's pixel and frame to
+    where the cursor appears in the footage at the current frame"""
+    bl_idname = "splatstage.placement_from_cursor"
+    bl_label = "Pixel From 3D Cursor"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        import json
+
+        from .core.footage_pixel import footage_pixel
+
+        scene = context.scene
+        s = scene.splatstage
+        video_frame = scene.frame_current - _frame_offset(scene)
+        try:
+            cams = Path(job_params.solve_folder(solve_dir(scene))) / "cameras.json"
+            doc = json.loads(cams.read_text())
+            u, v = footage_pixel(doc, video_frame, tuple(scene.cursor.location))
+        except (ParamError, OSError, ValueError, KeyError) as exc:
+            self.report({"ERROR"}, f"Pixel From 3D Cursor: {exc}")
+            return {"CANCELLED"}
+        s.render_placement, s.render_pixel, s.render_frame = "PIXEL", (u, v), video_frame
+        self.report({"INFO"}, f"product at pixel ({u:.1f}, {v:.1f}) of video frame {video_frame}")
+        return {"FINISHED"}
+
+
+classes = (SPLATSTAGE_OT_render_composite, SPLATSTAGE_OT_reconstruct, SPLATSTAGE_OT_render_stereo,
+           SPLATSTAGE_OT_placement_from_cursor)

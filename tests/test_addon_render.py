@@ -78,6 +78,12 @@ def test_reconstruct_and_stereo_params_equal_the_cli(tmp_path):
     assert {k: cli[k] for k in p} == p
 
 
+def _cameras_only(tmp_path):
+    (tmp_path / "cams").mkdir()
+    (tmp_path / "cams" / "cameras.json").write_text(TRUTH.read_text())
+    return tmp_path / "cams"
+
+
 def _html(tmp_path):
     bad = tmp_path / "page.glb"
     bad.write_bytes(b"<!DOCTYPE html><html></html>")
@@ -98,6 +104,7 @@ def _html(tmp_path):
     (lambda t: ("composite", (CLIP, PRODUCT), {"solve_dir": t}), "no cameras.json in the solve folder"),
     (lambda t: ("composite", (CLIP, PRODUCT), {"reconstruction_dir": t}), "no splats.ply"),
     (lambda t: ("reconstruct", (t,), {}), "no cameras.json"),
+    (lambda t: ("reconstruct", (_cameras_only(t),), {}), "no points.ply in the solve folder"),
     (lambda t: ("reconstruct", ("",), {}), "no camera solve"),
     (lambda t: ("stereo", (CLIP,), {"layout": "cube"}), "layout must be one of"),
     (lambda t: ("stereo", (CLIP,), {"interaxial": 0.0}), "interaxial must be in"),
@@ -117,6 +124,31 @@ def test_bad_input_is_one_line_naming_it(tmp_path, call, needle):
         fn(*args, **kw)
     msg = str(exc.value)
     assert needle in msg and "\n" not in msg, msg
+
+
+@pytest.mark.parametrize("k1, k2", [(0.0, 0.0), (-0.08, 0.02)])
+def test_footage_pixel_inverts_the_composite_placement(k1, k2):
+    """The composite places the product where the ray through (u, v) meets the ground; the
+    add-on's projection of that point (3D cursor -> pixel) must give (u, v) back, lens
+    distortion included (independent code: the backend undistorts by iteration, the add-on
+    distorts in closed form; agreement to 1e-6 px)."""
+    from backend.pipelines.composite.placement import anchor_from_pixel
+    from blender_addon.core.footage_pixel import footage_pixel
+    from blender_addon.core.job_params import ParamError
+
+    doc = json.loads(TRUTH.read_text())
+    doc["distortion"] = {"model": "radial2", "k1": k1, "k2": k2}
+    for frame, (u, v) in ((0, PIXEL), (17, (12.5, 260.0)), (47, (470.0, 140.0))):
+        point = anchor_from_pixel(doc, u, v, frame)
+        got = footage_pixel(doc, frame, point)
+        assert np.hypot(got[0] - u, got[1] - v) < 1e-6, (frame, got, (u, v))
+    cam = np.array(doc["frames"][0]["matrix_world"])
+    with pytest.raises(ParamError, match="behind the camera of video frame 0"):
+        footage_pixel(doc, 0, cam[:3, 3] + cam[:3, 2])  # +Z of the camera: behind it
+    with pytest.raises(ParamError, match="outside video frame 0"):
+        footage_pixel(doc, 0, cam[:3, 3] - cam[:3, 2] + 5 * cam[:3, 0])
+    with pytest.raises(ParamError, match="video frame 99 has no solved camera"):
+        footage_pixel(doc, 99, [0, 0, 0])
 
 
 def test_delivery_replaces_the_output_whole_and_removes_staging(tmp_path):
@@ -214,6 +246,9 @@ def blender_run(tmp_path_factory):
             "output": str(tmp / "renders" / "composite.mp4"), "error_output": str(tmp / "renders" / "error.mp4"),
             "cancel_output": str(tmp / "renders" / "cancel.mp4"), "new_recon": str(tmp / "recon_new"),
             "stereo_output": str(tmp / "renders" / "stereo.mp4")}
+    from backend.pipelines.composite.placement import anchor_from_pixel
+
+    spec["cursor"] = anchor_from_pixel(json.loads((Path(solve) / "cameras.json").read_text()), *PIXEL, 0).tolist()
     (tmp / "spec.json").write_text(json.dumps(spec))
     srv = ServerProcess(tmp / "srv", "--gpu-workers", "1", "--cpu-workers", "1", "--root", str(SAMPLES),
                         "--root", str(tmp)).start()
@@ -238,6 +273,15 @@ def test_input_errors_submit_nothing_and_write_nothing(blender_run):
         assert r[case]["msg"].count("\n") == 0
     assert r["jobs_after_errors"] == 0
     assert r["status_after_connect"] == "connected"
+
+
+def test_pixel_from_3d_cursor_finds_the_footage_pixel(blender_run):
+    """The cursor at the ground point under PIXEL of video frame 0 (scene frame 1) gives PIXEL
+    back (float32 cursor and property: ~1e-4 px); the composite below uses this placement."""
+    r, _, _ = blender_run
+    p = r["picked"]
+    assert p["ret"] == ["FINISHED"] and p["placement"] == "PIXEL" and p["frame"] == 0
+    assert np.hypot(p["pixel"][0] - PIXEL[0], p["pixel"][1] - PIXEL[1]) < 1e-3, p
 
 
 def test_render_composite_runs_in_the_background_and_delivers_the_video(blender_run):
@@ -443,7 +487,11 @@ def _scenario(address: str, spec_path: str, out_path: str) -> None:
     run_timer(lambda: STATE.status != "connecting", 20)
     r["status_after_connect"] = STATE.status
     s.solve_dir, s.reconstruction_dir = spec["solve"], spec["recon"]
-    s.render_placement, s.render_pixel, s.render_frame = "PIXEL", spec["pixel"], 0
+    bpy.ops.splatstage.import_cameras(filepath=str(Path(spec["solve"]) / "cameras.json"))
+    bpy.context.scene.frame_set(1)  # video frame 0
+    bpy.context.scene.cursor.location = spec["cursor"]
+    r["picked"] = {"ret": sorted(bpy.ops.splatstage.placement_from_cursor()), "placement": s.render_placement,
+                   "pixel": list(s.render_pixel), "frame": s.render_frame}
     s.render_product_height, s.render_preview, s.render_max_frames = spec["height"], True, 2
     r["composite"] = run_job()
 

@@ -159,6 +159,8 @@ def reconstruct_params(solve_dir, *, video=None, steps: int = 7000, strategy: st
     training images in pixels)."""
     params = {"solve_dir": solve_folder(solve_dir), "steps": _count(steps, "steps", 1, 1_000_000),
               "max_size": _count(max_size, "max size", 16, 16384)}
+    if not (Path(params["solve_dir"]) / "points.ply").is_file():
+        raise ParamError(f"{solve_dir}: no points.ply in the solve folder (the splats start from its points)")
     if strategy not in STRATEGIES:
         raise ParamError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
     params["strategy"] = strategy
