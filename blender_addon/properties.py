@@ -94,6 +94,9 @@ class SPLATSTAGE_PG_scene(bpy.types.PropertyGroup):
     render_device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto")
     render_max_frames: IntProperty(name="Frames", default=0, min=0,
                                    description="Composite only the first N frames of the footage (0: all)")
+    render_stereo: BoolProperty(name="Stereo", default=False,
+                                description="Render a stereo composite with the Stereo panel's layout, interaxial "
+                                            "and convergence (0: converge on the product)")
     render_reuse: BoolProperty(name="Reuse Solve and Splats", default=True,
                                description="Use this scene's camera solve and reconstruction when they exist, "
                                            "instead of computing them again")

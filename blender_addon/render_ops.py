@@ -73,6 +73,9 @@ def composite_params(scene, max_frames: int = 0) -> tuple[dict, Path]:
         product_height=float(s.render_product_height) or None, rotate_deg=math.degrees(s.product_rotation),
         preview=bool(s.render_preview), steps=int(s.render_steps) or None, device=s.render_device,
         solve_dir=solve, reconstruction_dir=recon, max_frames=int(max_frames) or None,
+        stereo=s.stereo_layout if s.render_stereo else None,
+        interaxial=float(s.stereo_interaxial) if s.render_stereo else None,
+        convergence=(float(s.stereo_convergence) or None) if s.render_stereo else None,
         supported_extensions=_supported_extensions())
     return params, out
 
@@ -207,7 +210,10 @@ class SPLATSTAGE_OT_render_composite(_BackendJob, bpy.types.Operator):
             path = delivery.deliver_file(ev.files, "composite.mp4", out, staging)
             scene.splatstage.render_result = str(path)
             summary = ev.content.get("summary") or {}
-            extra = f" ({summary['frames']} frames)" if "frames" in summary else ""
+            info = [f"{summary['frames']} frames"] if "frames" in summary else []
+            if params.get("stereo"):
+                info.append(f"stereo {params['stereo']}")
+            extra = f" ({', '.join(info)})" if info else ""
             return f"composite written to {path}{extra}"
 
         return params, finish

@@ -56,6 +56,13 @@ def test_composite_params_equal_the_cli_and_the_job_accepts_them(tmp_path):
     assert req.at_pixel == (12.5, 200.0) and req.at_frame == 3 and req.product_height == 0.3
     assert req.rotate_deg == 45 and req.settings.preview and req.settings.steps == 9
     assert req.solve_dir == Path(solve) and req.reconstruction == Path(recon) and req.max_frames == 2
+    p = composite_params(CLIP, PRODUCT, stereo="tab", interaxial=0.1, convergence=2.0)
+    cli = _cli_params("composite", [str(CLIP), str(PRODUCT), "--stereo", "tab", "--interaxial", "0.1",
+                                    "--convergence", "2"])
+    assert {k: cli[k] for k in p} == p
+    req = request_from_params(p)
+    assert (req.stereo.layout, req.stereo.interaxial, req.stereo.convergence) == ("tab", 0.1, 2.0)
+    assert request_from_params(composite_params(CLIP, PRODUCT, stereo="sbs")).stereo.convergence is None
     default = composite_params(str(CLIP), str(PRODUCT))
     assert default["at_pixel"] is None and default["product_height"] is None and default["steps"] is None
     assert request_from_params(default).settings.preview is False
@@ -103,6 +110,9 @@ def _html(tmp_path):
     (lambda t: ("composite", (CLIP, PRODUCT), {"device": "tpu"}), "device must be one of"),
     (lambda t: ("composite", (CLIP, PRODUCT), {"solve_dir": t}), "no cameras.json in the solve folder"),
     (lambda t: ("composite", (CLIP, PRODUCT), {"reconstruction_dir": t}), "no splats.ply"),
+    (lambda t: ("composite", (CLIP, PRODUCT), {"stereo": "3d"}), "stereo layout must be one of"),
+    (lambda t: ("composite", (CLIP, PRODUCT), {"interaxial": 0.1}), "need a stereo layout"),
+    (lambda t: ("composite", (CLIP, PRODUCT), {"stereo": "sbs", "convergence": 0.0}), "convergence must be positive"),
     (lambda t: ("reconstruct", (t,), {}), "no cameras.json"),
     (lambda t: ("reconstruct", (_cameras_only(t),), {}), "no points.ply in the solve folder"),
     (lambda t: ("reconstruct", ("",), {}), "no camera solve"),
@@ -306,11 +316,14 @@ def test_render_composite_runs_in_the_background_and_delivers_the_video(blender_
     assert c["render_result"] == str(out) and out.is_file()
     assert any(f"composite written to {out}" in t for t in c["reports"]), c["reports"]
     assert sorted(p.name for p in out.parent.iterdir()) == ["composite.mp4", "stereo.mp4"], "no partial files"
+    assert any("(2 frames, stereo tab)" in t for t in c["reports"]), c["reports"]
     assert not list(child_tmp.iterdir()), "staging folders removed"
 
     info = probe(out)
-    assert info.frame_count == 2 and (info.width, info.height) == (240, 136)  # preview: 480x270 at 50 %
-    frame = next(iter_frames(out))[2][:135].astype(int)
+    # preview: 480x270 at 50 %; stereo top and bottom: left eye above, right eye below
+    assert info.frame_count == 2 and (info.width, info.height) == (240, 270)
+    both = next(iter_frames(out))[2]
+    frame, right = both[:135].astype(int), both[135:]
     import cv2
 
     footage = cv2.resize(next(iter_frames(CLIP))[2], (240, 135), interpolation=cv2.INTER_AREA).astype(int)
@@ -334,6 +347,15 @@ def test_render_composite_runs_in_the_background_and_delivers_the_video(blender_
     ys, xs = np.nonzero(changed)
     on_axis = np.abs(xs - axis_x) <= half_width + 1
     assert abs(ys[on_axis].max() - base_y) <= 2, (ys[on_axis].max(), base_y)  # the base or its contact shadow
+
+    # The right eye's background is rendered from the (grey) splats, so the product is found by
+    # its colour there. Convergence 0 puts the product on the screen plane: zero disparity, the
+    # same column as in the left eye (the bottle's depth range moves it by well under 1 px).
+    hsv = cv2.cvtColor(np.ascontiguousarray(right), cv2.COLOR_RGB2HSV)
+    rys, rxs = np.nonzero((hsv[..., 1] > 80) & (hsv[..., 2] > 25))
+    assert len(rxs) > 10
+    assert abs(np.median(rxs) - axis_x) <= 1.5, (np.median(rxs), axis_x)
+    assert abs(rys.min() - top_y) <= 2, (rys.min(), top_y)
 
 
 def test_backend_error_is_shown_and_nothing_is_written(blender_run):
@@ -493,6 +515,7 @@ def _scenario(address: str, spec_path: str, out_path: str) -> None:
     r["picked"] = {"ret": sorted(bpy.ops.splatstage.placement_from_cursor()), "placement": s.render_placement,
                    "pixel": list(s.render_pixel), "frame": s.render_frame}
     s.render_product_height, s.render_preview, s.render_max_frames = spec["height"], True, 2
+    s.render_stereo, s.stereo_layout, s.stereo_interaxial, s.stereo_convergence = True, "tab", 0.065, 0.0
     r["composite"] = run_job()
 
     s.render_output, s.render_frame = spec["error_output"], 100000

@@ -122,10 +122,13 @@ def _device(device: str) -> str:
 def composite_params(video, product, *, at_pixel=None, at_frame: int = 0, product_height: float | None = None,
                      rotate_deg: float = 0.0, preview: bool = False, steps: int | None = None,
                      device: str = "auto", solve_dir=None, reconstruction_dir=None, max_frames: int | None = None,
+                     stereo: str | None = None, interaxial: float | None = None, convergence: float | None = None,
                      supported_extensions: Iterable[str] | None = None) -> dict:
     """Params of the ``composite`` job. ``at_pixel`` None: the job's default anchor (centre of
     the lower third of frame ``at_frame``); ``product_height`` None: the model's own size;
-    ``steps`` None: the job's default; ``solve_dir``/``reconstruction_dir``: reuse them."""
+    ``steps`` None: the job's default; ``solve_dir``/``reconstruction_dir``: reuse them.
+    ``stereo``: a stereo layout makes a stereo composite (``interaxial`` in metres, default the
+    job's; ``convergence`` in metres, default the product's distance)."""
     params = {"video": footage_path(video), "product": product_path(product, supported_extensions)}
     if at_pixel is not None:
         if isinstance(at_pixel, str):
@@ -149,6 +152,18 @@ def composite_params(video, product, *, at_pixel=None, at_frame: int = 0, produc
     params["solve"] = solve_folder(solve_dir) if solve_dir else None
     params["reconstruction"] = reconstruction_folder(reconstruction_dir) if reconstruction_dir else None
     params["max_frames"] = None if max_frames is None else _count(max_frames, "max frames", 1)
+    if stereo is not None:
+        if stereo not in LAYOUTS:
+            raise ParamError(f"stereo layout must be one of {', '.join(LAYOUTS)}, got {stereo!r}")
+        params["stereo"] = stereo
+        for name, value in (("interaxial", interaxial), ("convergence", convergence)):
+            if value is not None:
+                value = _finite(value, name)
+                if value <= 0:
+                    raise ParamError(f"{name} must be positive (metres), got {value}")
+                params[name] = value
+    elif interaxial is not None or convergence is not None:
+        raise ParamError("interaxial and convergence need a stereo layout")
     return params
 
 
