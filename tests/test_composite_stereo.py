@@ -206,7 +206,7 @@ def test_product_behind_the_occluder_is_hidden_in_the_right_eye(shot):
 def test_parallel_rig_without_convergence(shot):
     """``convergence`` null: parallel cameras, no shift (Blender's PARALLEL mode); the disparity
     is the full ``f*B/Z``."""
-    tmp, clip, f = shot["tmp"], shot["clip"], shot["f"]
+    tmp, f = shot["tmp"], shot["f"]
     i = FRAMES[-1]
     centre = ANCHOR + np.array([0.0, 0.0, R])
     (mw, pp), (mw_r, pp_r) = _cameras(shot, i, converged=False)
@@ -229,7 +229,8 @@ def test_default_convergence_is_the_anchor_depth(shot):
 def test_stereo_parameters_are_refused_before_any_work(tmp_path, capsys):
     from backend.cli import main as cli
 
-    video, product = str(REPO / "backend" / "samples" / "sample_clip.mp4"), str(REPO / "backend" / "samples" / "product.glb")
+    samples = REPO / "backend" / "samples"
+    video, product = str(samples / "sample_clip.mp4"), str(samples / "product.glb")
     out = tmp_path / "s.mp4"
     for args, message in ((["--interaxial", "0.1"], "interaxial needs stereo"),
                           (["--stereo", "sbs", "--interaxial", "0"], "interaxial must be positive"),
@@ -300,7 +301,7 @@ def job(shot):
                            reconstruction=tmp / "recon", work_dir=tmp / "work", max_frames=3,
                            stereo=StereoOptions("sbs", B, shot["zc"]))
     summary = composite(req, tmp / "out.mp4")
-    right = Path(summary["stereo"]["right_dir"])
+    right = Path(summary["right_eye_dir"])
     return {"tmp": tmp, "summary": summary, "right": right, "shot": right.parent}
 
 
@@ -308,7 +309,7 @@ def test_job_writes_side_by_side_eyes(job):
     from backend.media.video import iter_frames, probe
 
     s = job["summary"]
-    assert s["stereo"]["right_frames_rendered"] == 3 and s["frames_rendered"] == 3
+    assert s["right_frames_rendered"] == 3 and s["frames_rendered"] == 3
     assert np.abs(np.asarray(s["anchor_world"])).max() < 1e-6
     info = probe(job["tmp"] / "out.mp4")
     assert (info.width, info.height, info.frame_count) == (2 * W, H, 3)
@@ -353,7 +354,8 @@ def test_job_right_eye_product_position_and_occlusion(job, shot):
     (mw, pp), (mw_r, pp_r) = _cameras(shot, 2)
     want_l, z = _silhouette_centre(mw, f, pp, centre, R)
     want_r, _ = _silhouette_centre(mw_r, f, pp_r, centre, R)
-    got_r, area = _centre(_rgb(job["right"] / "frames" / "000002.png"), _rgb(job["right"] / "background" / "000002.png"),
+    got_r, area = _centre(_rgb(job["right"] / "frames" / "000002.png"),
+                          _rgb(job["right"] / "background" / "000002.png"),
                           want_r, 2.5 * f * R / z)
     assert 0.85 < area / (np.pi * (f * R / z) ** 2) < 1.15, area
     assert np.abs(got_r - want_r).max() < TOL_PX, (got_r, want_r)
@@ -383,5 +385,5 @@ def test_job_rerun_renders_nothing(job, shot):
                            reconstruction=tmp / "recon", work_dir=tmp / "work", max_frames=3,
                            stereo=StereoOptions("anaglyph", B, shot["zc"]))
     s = composite(req, tmp / "again.mp4")
-    assert s["frames_rendered"] == 0 and s["stereo"]["right_frames_rendered"] == 1
-    assert s["stereo"]["right_frames_skipped"] == 2
+    assert s["frames_rendered"] == 0 and s["right_frames_rendered"] == 1
+    assert s["right_frames_skipped"] == 2

@@ -161,14 +161,14 @@ def request_from_params(params: dict):
         env_rotation_deg=_number(params, "env_rotation", default=0.0),
         crf=_int(params, "crf", 0, 51, 18))
     return CompositeRequest(
-        stereo=_stereo(params), video=Path(params["video"]), product=Path(params["product"]), settings=settings, at_pixel=pixel,
+        video=Path(params["video"]), product=Path(params["product"]), settings=settings, at_pixel=pixel,
         at_frame=_int(params, "at_frame", 0, 10_000_000, 0),
         product_height=_number(params, "product_height", positive=True),
         rotate_deg=_number(params, "rotate", default=0.0),
         solve_dir=Path(params["solve"]) if params.get("solve") else None,
         reconstruction=Path(params["reconstruction"]) if params.get("reconstruction") else None,
         work_dir=Path(params["work_dir"]) if params.get("work_dir") else None,
-        max_frames=_int(params, "max_frames", 1, 10_000_000))
+        max_frames=_int(params, "max_frames", 1, 10_000_000), stereo=_stereo(params))
 
 
 def _stereo(params: dict):

@@ -228,7 +228,6 @@ def composite(req: CompositeRequest, out_path: Path, progress: Progress | None =
     times["encode"] = time.monotonic() - t
 
     rendered = int(counts.get("rendered", 0))
-    summary_stereo = {"stereo": stereo_summary} if stereo_summary else {}
     summary = {
         "mode": "preview (reduced settings)" if s.preview else "full",
         "frames": total, "fps": round(fps, 4), "render_size": f"{size[0]}x{size[1]}",
@@ -239,7 +238,7 @@ def composite(req: CompositeRequest, out_path: Path, progress: Progress | None =
         "render_seconds_per_frame": round(float(counts.get("seconds", 0.0)) / rendered, 3) if rendered else None,
         **{f"seconds_{k}": round(v, 2) for k, v in times.items()},
         "total_seconds": round(time.monotonic() - t_all, 2),
-        "work_dir": str(work), "product_warnings": warnings, **summary_stereo,
+        "work_dir": str(work), "product_warnings": warnings, **stereo_summary,
     }
     req.summary = summary
     summary["anchor_track"] = {"frames": frames_idx.tolist(), "pixels": track_px.round(4).tolist()}
@@ -264,7 +263,6 @@ def _right_eye(req: CompositeRequest, doc: dict, anchor: np.ndarray, splats_path
     """Render the right eye of a stereo composite (resumable); returns ``{video frame: right
     eye frame}`` and the stereo part of the summary."""
     st = req.stereo
-    st.check()
     s = req.settings
     conv = float(st.convergence) if st.convergence is not None else \
         stereo_mod.anchor_depth(doc, anchor, int(req.at_frame))
@@ -279,7 +277,9 @@ def _right_eye(req: CompositeRequest, doc: dict, anchor: np.ndarray, splats_path
     counts = run_shot(spec, folder / "spec.json", progress) if missing else {"rendered": 0,
                                                                            "skipped": len(spec["frames"])}
     frames = {int(f["index"]): Path(f["output"]) for f in spec["frames"]}
-    return frames, {"layout": st.layout, "interaxial": st.interaxial, "convergence": round(conv, 6),
-                    "convergence_from": "given" if st.convergence is not None else f"anchor depth, frame {req.at_frame}",
+    return frames, {"stereo_layout": st.layout, "stereo_interaxial": st.interaxial,
+                    "stereo_convergence": round(conv, 6),
+                    "stereo_convergence_from": "given" if st.convergence is not None
+                    else f"anchor depth, frame {req.at_frame}",
                     "right_frames_rendered": int(counts.get("rendered", 0)),
-                    "right_frames_skipped": int(counts.get("skipped", 0)), "right_dir": str(folder)}
+                    "right_frames_skipped": int(counts.get("skipped", 0)), "right_eye_dir": str(folder)}

@@ -83,7 +83,6 @@ def write_right_layers(splats_path: str | Path, cameras_path: str | Path, folder
     Frames whose two files exist are not rendered again."""
     import cv2
 
-    from backend.pipelines.render import cameras_from_json
     from backend.pipelines.render.writers import write_exr, write_png
     from backend.pipelines.splats_io import load_splats
     from backend.pipelines.stereo.scene import compose_right, render_pair
@@ -92,9 +91,9 @@ def write_right_layers(splats_path: str | Path, cameras_path: str | Path, folder
     w, h = size
     doc = camera_file.read(Path(cameras_path))
     src = (int(doc["width"]), int(doc["height"]))
-    cams = cameras_from_json(cameras_path, w, h)
-    by_name = {str(f["source"]): f for f in doc["frames"] if f.get("registered", True)}
-    index = [int(n) if n.strip().isdigit() else i for i, n in enumerate(cams.names)]
+    registered = [f for f in doc["frames"] if f.get("registered", True)]
+    # video frame of each camera: the same rule as the mono depth layer (layers.write_depths)
+    index = [int(n) if n.strip().isdigit() else i for i, n in enumerate(str(f["source"]) for f in registered)]
     for sub in ("background", "depth"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     out = {vid: {"background": folder / "background" / f"{vid:06d}.png", "depth": folder / "depth" / f"{vid:06d}.exr"}
@@ -105,7 +104,7 @@ def write_right_layers(splats_path: str | Path, cameras_path: str | Path, folder
     splats = load_splats(splats_path)
     for a in range(0, len(todo), batch):
         sel = todo[a:a + batch]
-        frames = [by_name[cams.names[i]] for i in sel]
+        frames = [registered[i] for i in sel]
         left, right = render_pair(splats, [f["matrix_world"] for f in frames], [f["focal_px"] for f in frames],
                                   [f["principal_point_px"] for f in frames], w, h, src, interaxial, convergence,
                                   device=device)
