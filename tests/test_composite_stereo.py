@@ -295,7 +295,7 @@ def job(shot):
     shutil.copy(clip / "truth.json", tmp / "solve" / "cameras.json")
     write_ply(_splats_from_truth(clip, [("", 0), ("right", 0), ("", 2)]), tmp / "recon" / "splats.ply")
     at = PinholeCamera.from_frame(shot["truth"]["frames"][0]).project(ANCHOR)[0][0]
-    settings = CompositeSettings.for_mode(True, "cpu", samples=8, render_long_side=W, env_face=16, threads=2)
+    settings = CompositeSettings.for_mode(True, "cpu", samples=8, render_long_side=W)  # = the CLI's below
     req = CompositeRequest(video=clip / "frames", product=shot["tmp"] / "sphere.glb", settings=settings,
                            at_pixel=(float(at[0]), float(at[1])), product_height=2 * R, solve_dir=tmp / "solve",
                            reconstruction=tmp / "recon", work_dir=tmp / "work", max_frames=3,
@@ -378,7 +378,7 @@ def test_job_rerun_renders_nothing(job, shot):
 
     tmp = job["tmp"]
     (job["right"] / "frames" / "000001.png").unlink()
-    settings = CompositeSettings.for_mode(True, "cpu", samples=8, render_long_side=W, env_face=16, threads=2)
+    settings = CompositeSettings.for_mode(True, "cpu", samples=8, render_long_side=W)  # = the CLI's below
     s0 = job["summary"]
     req = CompositeRequest(video=shot["clip"] / "frames", product=shot["tmp"] / "sphere.glb", settings=settings,
                            at_pixel=tuple(s0["anchor_pixel"]), product_height=2 * R, solve_dir=tmp / "solve",
@@ -387,3 +387,24 @@ def test_job_rerun_renders_nothing(job, shot):
     s = composite(req, tmp / "again.mp4")
     assert s["frames_rendered"] == 0 and s["right_frames_rendered"] == 1
     assert s["right_frames_skipped"] == 2
+
+
+def test_cli_stereo_reuses_the_finished_eyes(job, shot, capsys):
+    """``splatstage composite ... --stereo tab`` on the finished work folder: the same shot and
+    right eye (same settings, interaxial and convergence), so only the packing changes."""
+    from backend.cli import main as cli
+    from backend.media.video import probe
+
+    tmp, s0 = job["tmp"], job["summary"]
+    out = tmp / "tab.mp4"
+    u, v = s0["anchor_pixel"]
+    code = cli(["composite", str(shot["clip"] / "frames"), str(shot["tmp"] / "sphere.glb"), "-o", str(out),
+                "--preview", "--samples", "8", "--render-size", str(W), "--device", "cpu",
+                "--at-pixel", f"{u!r},{v!r}", "--product-height", repr(2 * R), "--solve", str(tmp / "solve"),
+                "--reconstruction", str(tmp / "recon"), "--work-dir", str(tmp / "work"), "--max-frames", "3",
+                "--stereo", "tab", "--interaxial", repr(B), "--convergence", repr(shot["zc"])])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "frames_rendered: 0" in text and "right_frames_rendered: 0" in text and "stereo_layout: tab" in text
+    info = probe(out)
+    assert (info.width, info.height, info.frame_count) == (W, 2 * H, 3)
