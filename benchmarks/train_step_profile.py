@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     solve_dir = solve_from_clip(args.clip, Path("/tmp/profile-solve"), n_points=50000, noise=0.01,
                                 frames_step=args.frames_step)
     solve = load_solve(solve_dir)
-    frames = load_frames(solve.input_path, solve.sources, solve.width, solve.height, solve.K, device=dev)
+    frames = load_frames(solve.input_path(), solve.sources, solve.width, solve.height, solve.K, device=dev)
     cfg = TrainConfig(steps=7000, checkpoint_every=0, eval_every=0)
     tr = Trainer(solve, frames, cfg, dev)
     for s in range(args.warmup):

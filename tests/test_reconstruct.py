@@ -173,6 +173,8 @@ def test_job_adapter_validates_and_runs(solve_dir, tmp_path):
                               "--checkpoint-dir", str(tmp_path / "ck"), "--refine-cameras"])
     params = job.params_from_args(args)
     assert json.loads(json.dumps(params)) == params and Path(params["solve_dir"]).is_absolute()
+    assert params["coarse_to_fine"] is True
+    assert job.params_from_args(parser.parse_args([str(solve_dir), "--no-coarse-to-fine"]))["coarse_to_fine"] is False
     res = job.run(params, tmp_path / "out", Progress())
     assert isinstance(res, JobResult)
     assert "cameras_refined.json" in res.files and res.summary["resolution"] == [48, 36]

@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sh-degree", type=int, default=3, help="spherical-harmonics degree 0..3")
     parser.add_argument("--max-size", type=int, default=1600,
                         help="longest side of the training images in pixels (default 1600)")
+    parser.add_argument("--coarse-to-fine", action=argparse.BooleanOptionalAction, default=True,
+                        help="train the first 30 %% of the steps at 1/4 and the next 30 %% at 1/2 resolution "
+                             "(default on: the same quality in about half the time at 1080p)")
     parser.add_argument("--refine-cameras", action="store_true", help="optimise camera poses too")
     parser.add_argument("--no-appearance", action="store_true",
                         help="disable the per-frame colour (exposure) compensation")
@@ -56,6 +59,7 @@ def params_from_args(args: argparse.Namespace) -> dict:
         "appearance": not args.no_appearance, "holdout_every": args.holdout_every,
         "checkpoint_every": args.checkpoint_every, "frames_budget_gb": args.frames_budget_gb,
         "max_gaussians": args.max_gaussians, "seed": args.seed, "gpus": args.gpus,
+        "coarse_to_fine": bool(args.coarse_to_fine),
     }
     if args.device:
         p["device"] = args.device
@@ -103,6 +107,7 @@ def run(params: dict, out_dir: Path, progress: Progress) -> JobResult:
         holdout_every=_int(params, "holdout_every", 8, 0, 10_000),
         appearance=bool(params.get("appearance", True)),
         refine_cameras=bool(params.get("refine_cameras", False)),
+        coarse_to_fine=bool(params.get("coarse_to_fine", True)),
         checkpoint_every=_int(params, "checkpoint_every", 1000, 0, 1_000_000),
         eval_every=max(1, min(500, steps // 10)),
         seed=_int(params, "seed", 0, 0, 2**31 - 1),
