@@ -102,7 +102,7 @@ def reconstruct_splats(solve_dir: Path, video: Path, work: Path, s: CompositeSet
     sh = 1 if s.preview else 3
     cfg = TrainConfig(steps=s.steps, sh_degree=sh, sh_degree_interval=max(1, min(1000, s.steps // (2 * (sh + 1)))),
                       holdout_every=0, eval_every=max(1, min(500, s.steps // 5)),
-                      checkpoint_every=1000, cpu_threads=s.threads or None)
+                      checkpoint_every=1000, cpu_threads=s.threads or None, coarse_to_fine=not s.preview)
     device = "cuda" if s.device.startswith("cuda") else "cpu"
 
     def build(tmp: Path) -> None:
