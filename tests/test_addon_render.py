@@ -19,13 +19,161 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "backend" / "samples"
 CLIP, PRODUCT, TRUTH = SAMPLES / "sample_clip.mp4", SAMPLES / "product.glb", SAMPLES / "sample_truth.json"
 PIXEL = (300.0, 200.0)      # on the ground of frame 0 (480x270), right of the default anchor
 HEIGHT_M = 0.25
+
+
+# -- the bpy side: ``python tests/test_addon_render.py --scenario ADDRESS SPEC OUT`` -------------
+
+class _Layout:
+    """Stands in for a UI layout in background mode; records what a panel draws."""
+
+    active = True
+
+    def __init__(self, log):
+        self.log = log
+
+    def __getattr__(self, name):
+        def call(*args, **kwargs):
+            self.log.append((name, kwargs.get("text", "")))
+            if name in ("row", "column", "box", "split"):
+                return _Layout(self.log)
+            if name == "operator":
+                return type("Op", (), {})()
+            return None
+        return call
+
+
+def _scenario(address: str, spec_path: str, out_path: str) -> None:
+    import bpy
+
+    import blender_addon
+    from blender_addon import panels
+    from blender_addon.blender import link_state
+    from blender_addon.blender.link_state import STATE
+
+    spec = json.loads(Path(spec_path).read_text())
+    blender_addon.register()
+    atexit.register(blender_addon.unregister)
+    reports: list[str] = []
+    flush = link_state._flush_reports
+
+    def capture():
+        reports.extend(f"{lvl}: {txt}" for lvl, txt in STATE.reports)
+        flush()
+
+    link_state._flush_reports = capture
+    ticks: list[float] = []
+
+    def run_timer(until, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not until():
+            t0 = time.perf_counter()
+            link_state.tick()
+            ticks.append(time.perf_counter() - t0)
+            time.sleep(0.02)
+
+    def op(name="render_composite", **kw):
+        t0 = time.perf_counter()
+        try:
+            ret, msg = sorted(getattr(bpy.ops.splatstage, name)(asynchronous=True, **kw)), ""
+        except RuntimeError as exc:
+            ret, msg = ["ERROR"], str(exc).strip()
+        return {"ret": ret, "msg": msg, "seconds": time.perf_counter() - t0}
+
+    def draw():
+        log = []
+        for cls in panels.classes:
+            cls.draw(type("P", (), {"layout": _Layout(log)})(), bpy.context)
+        panels.draw_status_bar(type("H", (), {"layout": _Layout(log)})(), bpy.context)
+        return log
+
+    def run_job(name="render_composite", kind="composite", **kw) -> dict:
+        del reports[:]
+        del ticks[:]
+        res = {"submit": op(name, **kw)}
+        view = STATE.job_of_kind(kind)
+        fractions, eta, drawn = [], False, []
+        done = ("done", "error", "cancelled")
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline and view.status not in done:
+            run_timer(lambda: True, 0)
+            run_timer(lambda: view.status in done, 0.1)
+            if view.status == "running" and view.fraction > 0:
+                fractions.append(view.fraction)
+                eta = eta or view.eta_s is not None
+                drawn = drawn or draw()
+        run_timer(lambda: False, 0.3)  # the reports of the result handler
+        res.update(status=view.status, message=view.message, fractions=fractions, eta_seen=eta,
+                   drawn=[list(x) for x in drawn], tick_ms=sorted(1000 * t for t in ticks), reports=list(reports),
+                   render_result=bpy.context.scene.splatstage.render_result,
+                   stereo_result=bpy.context.scene.splatstage.stereo_result)
+        return res
+
+    s = bpy.context.scene.splatstage
+    r = {"no_footage": op()}
+    bpy.ops.splatstage.load_footage(filepath=spec["video"])
+    s.render_output = spec["output"]
+    s.product_path = spec["missing_product"]
+    r["missing_product"] = op()
+    s.product_path = spec["product"]
+    r["not_connected"] = op()
+    r["jobs_after_errors"] = len(STATE.jobs)
+
+    bpy.ops.splatstage.connect(address=address)
+    run_timer(lambda: STATE.status != "connecting", 20)
+    r["status_after_connect"] = STATE.status
+    s.solve_dir, s.reconstruction_dir = spec["solve"], spec["recon"]
+    bpy.ops.splatstage.import_cameras(filepath=str(Path(spec["solve"]) / "cameras.json"))
+    bpy.context.scene.frame_set(1)  # video frame 0
+    bpy.context.scene.cursor.location = spec["cursor"]
+    r["picked"] = {"ret": sorted(bpy.ops.splatstage.placement_from_cursor()), "placement": s.render_placement,
+                   "pixel": list(s.render_pixel), "frame": s.render_frame}
+    s.render_product_height, s.render_preview, s.render_max_frames = spec["height"], True, 2
+    s.render_stereo, s.stereo_layout, s.stereo_interaxial, s.stereo_convergence = True, "tab", 0.065, 0.0
+    r["composite"] = run_job()
+
+    s.render_output, s.render_frame = spec["error_output"], 100000
+    r["backend_error"] = run_job()
+
+    s.reconstruction_dir, s.recon_steps, s.recon_max_size, s.recon_device = spec["new_recon"], 5, 120, "cpu"
+    for _ in range(2):
+        res = run_job("reconstruct", "reconstruct")
+    res["objects"] = [[len(o.data.vertices), o["splatstage_splats"]["source"]]
+                      for o in bpy.context.scene.objects if o.get("splatstage_splats")]
+    r["reconstruct"] = res
+
+    s.reconstruction_dir, s.stereo_output, s.stereo_layout = spec["recon"], spec["stereo_output"], "tab"
+    s.stereo_interaxial, s.stereo_convergence = 0.065, 3.0
+    r["stereo"] = run_job("render_stereo", "stereo", max_frames=2)
+
+    s.render_output, s.render_frame, s.render_reuse = spec["cancel_output"], 0, False
+    del reports[:]
+    res = {"submit": op()}
+    view = STATE.job_of_kind("composite")
+    run_timer(lambda: view.status == "running" and view.fraction > 0 or view.status in ("error", "done"), 60)
+    res["running_before_cancel"] = view.status == "running"
+    t0 = time.monotonic()
+    bpy.ops.splatstage.cancel_job()
+    run_timer(lambda: view.status in ("done", "error", "cancelled"), 30)
+    res.update(status=view.status, message=view.message, cancel_s=time.monotonic() - t0)
+    r["cancel"] = res
+    bpy.ops.splatstage.disconnect()
+    Path(out_path).write_text(json.dumps(r))
+
+
+if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == "--scenario":
+    # the bpy side runs in Blender's Python (an LTS one has no pytest): stop before the tests
+    if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+        sys.path.pop(0)  # the tests folder must not shadow top-level modules
+    _scenario(*sys.argv[2:5])
+    sys.exit(0)
+
+import pytest  # noqa: E402  (after the bpy side, which runs without pytest)
 
 
 # -- bpy-free parameter builders ---------------------------------------------------------------
@@ -406,148 +554,3 @@ def test_render_stereo_uses_the_reconstruction_and_the_layout(blender_run):
     info = probe(out)
     assert (info.width, info.height, info.frame_count) == (480, 540, 2)  # top and bottom: two 480x270 eyes
     assert any("method scene" in t for t in c["reports"]), c["reports"]  # auto chose the splats
-
-
-# -- the bpy side: ``python tests/test_addon_render.py --scenario ADDRESS SPEC OUT`` -------------
-
-class _Layout:
-    """Stands in for a UI layout in background mode; records what a panel draws."""
-
-    active = True
-
-    def __init__(self, log):
-        self.log = log
-
-    def __getattr__(self, name):
-        def call(*args, **kwargs):
-            self.log.append((name, kwargs.get("text", "")))
-            if name in ("row", "column", "box", "split"):
-                return _Layout(self.log)
-            if name == "operator":
-                return type("Op", (), {})()
-            return None
-        return call
-
-
-def _scenario(address: str, spec_path: str, out_path: str) -> None:
-    import bpy
-
-    import blender_addon
-    from blender_addon import panels
-    from blender_addon.blender import link_state
-    from blender_addon.blender.link_state import STATE
-
-    spec = json.loads(Path(spec_path).read_text())
-    blender_addon.register()
-    atexit.register(blender_addon.unregister)
-    reports: list[str] = []
-    flush = link_state._flush_reports
-
-    def capture():
-        reports.extend(f"{lvl}: {txt}" for lvl, txt in STATE.reports)
-        flush()
-
-    link_state._flush_reports = capture
-    ticks: list[float] = []
-
-    def run_timer(until, timeout):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not until():
-            t0 = time.perf_counter()
-            link_state.tick()
-            ticks.append(time.perf_counter() - t0)
-            time.sleep(0.02)
-
-    def op(name="render_composite", **kw):
-        t0 = time.perf_counter()
-        try:
-            ret, msg = sorted(getattr(bpy.ops.splatstage, name)(asynchronous=True, **kw)), ""
-        except RuntimeError as exc:
-            ret, msg = ["ERROR"], str(exc).strip()
-        return {"ret": ret, "msg": msg, "seconds": time.perf_counter() - t0}
-
-    def draw():
-        log = []
-        for cls in panels.classes:
-            cls.draw(type("P", (), {"layout": _Layout(log)})(), bpy.context)
-        panels.draw_status_bar(type("H", (), {"layout": _Layout(log)})(), bpy.context)
-        return log
-
-    def run_job(name="render_composite", kind="composite", **kw) -> dict:
-        del reports[:]
-        del ticks[:]
-        res = {"submit": op(name, **kw)}
-        view = STATE.job_of_kind(kind)
-        fractions, eta, drawn = [], False, []
-        done = ("done", "error", "cancelled")
-        deadline = time.monotonic() + 150
-        while time.monotonic() < deadline and view.status not in done:
-            run_timer(lambda: True, 0)
-            run_timer(lambda: view.status in done, 0.1)
-            if view.status == "running" and view.fraction > 0:
-                fractions.append(view.fraction)
-                eta = eta or view.eta_s is not None
-                drawn = drawn or draw()
-        run_timer(lambda: False, 0.3)  # the reports of the result handler
-        res.update(status=view.status, message=view.message, fractions=fractions, eta_seen=eta,
-                   drawn=[list(x) for x in drawn], tick_ms=sorted(1000 * t for t in ticks), reports=list(reports),
-                   render_result=bpy.context.scene.splatstage.render_result,
-                   stereo_result=bpy.context.scene.splatstage.stereo_result)
-        return res
-
-    s = bpy.context.scene.splatstage
-    r = {"no_footage": op()}
-    bpy.ops.splatstage.load_footage(filepath=spec["video"])
-    s.render_output = spec["output"]
-    s.product_path = spec["missing_product"]
-    r["missing_product"] = op()
-    s.product_path = spec["product"]
-    r["not_connected"] = op()
-    r["jobs_after_errors"] = len(STATE.jobs)
-
-    bpy.ops.splatstage.connect(address=address)
-    run_timer(lambda: STATE.status != "connecting", 20)
-    r["status_after_connect"] = STATE.status
-    s.solve_dir, s.reconstruction_dir = spec["solve"], spec["recon"]
-    bpy.ops.splatstage.import_cameras(filepath=str(Path(spec["solve"]) / "cameras.json"))
-    bpy.context.scene.frame_set(1)  # video frame 0
-    bpy.context.scene.cursor.location = spec["cursor"]
-    r["picked"] = {"ret": sorted(bpy.ops.splatstage.placement_from_cursor()), "placement": s.render_placement,
-                   "pixel": list(s.render_pixel), "frame": s.render_frame}
-    s.render_product_height, s.render_preview, s.render_max_frames = spec["height"], True, 2
-    s.render_stereo, s.stereo_layout, s.stereo_interaxial, s.stereo_convergence = True, "tab", 0.065, 0.0
-    r["composite"] = run_job()
-
-    s.render_output, s.render_frame = spec["error_output"], 100000
-    r["backend_error"] = run_job()
-
-    s.reconstruction_dir, s.recon_steps, s.recon_max_size, s.recon_device = spec["new_recon"], 5, 120, "cpu"
-    for _ in range(2):
-        res = run_job("reconstruct", "reconstruct")
-    res["objects"] = [[len(o.data.vertices), o["splatstage_splats"]["source"]]
-                      for o in bpy.context.scene.objects if o.get("splatstage_splats")]
-    r["reconstruct"] = res
-
-    s.reconstruction_dir, s.stereo_output, s.stereo_layout = spec["recon"], spec["stereo_output"], "tab"
-    s.stereo_interaxial, s.stereo_convergence = 0.065, 3.0
-    r["stereo"] = run_job("render_stereo", "stereo", max_frames=2)
-
-    s.render_output, s.render_frame, s.render_reuse = spec["cancel_output"], 0, False
-    del reports[:]
-    res = {"submit": op()}
-    view = STATE.job_of_kind("composite")
-    run_timer(lambda: view.status == "running" and view.fraction > 0 or view.status in ("error", "done"), 60)
-    res["running_before_cancel"] = view.status == "running"
-    t0 = time.monotonic()
-    bpy.ops.splatstage.cancel_job()
-    run_timer(lambda: view.status in ("done", "error", "cancelled"), 30)
-    res.update(status=view.status, message=view.message, cancel_s=time.monotonic() - t0)
-    r["cancel"] = res
-    bpy.ops.splatstage.disconnect()
-    Path(out_path).write_text(json.dumps(r))
-
-
-if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == "--scenario":
-    if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-        sys.path.pop(0)  # the tests folder must not shadow top-level modules
-    _scenario(*sys.argv[2:5])
