@@ -8,13 +8,11 @@ robust first pass are removed and the problem is solved again.
 """
 from __future__ import annotations
 
-from collections import defaultdict
-
 import numpy as np
 import pycolmap
 
 from .sfm import image_name, position_of
-from .tracking import Tracks
+from .tracking import TrackLookup, Tracks
 
 
 def build_model(key_rec: pycolmap.Reconstruction, tracks: Tracks, poses: dict[int, pycolmap.Rigid3d],
@@ -32,7 +30,7 @@ def build_model(key_rec: pycolmap.Reconstruction, tracks: Tracks, poses: dict[in
     cam = pycolmap.Camera(model=camera.model, width=camera.width, height=camera.height,
                           params=camera.params, camera_id=1)
     rec.add_camera_with_trivial_rig(cam)
-    lookup = _TrackLookup(track_to_point)
+    lookup = TrackLookup(track_to_point)
     img_ids, idxs, pids = [], [], []
     for image_id, pos in enumerate(sorted(poses), start=1):
         obs = tracks.frames[pos]
@@ -61,24 +59,6 @@ def build_model(key_rec: pycolmap.Reconstruction, tracks: Tracks, poses: dict[in
         new_id = rec.add_point3D(p.xyz, pycolmap.Track(elems), p.color)
         frames_seen[new_id] = count
     return rec, frames_seen
-
-
-class _TrackLookup:
-    """Vectorised ``track id -> point3D id`` over a frame's observations."""
-
-    def __init__(self, track_to_point: dict[int, int]):
-        tids = np.fromiter(track_to_point.keys(), np.int64, len(track_to_point))
-        order = np.argsort(tids)
-        self.tids = tids[order]
-        self.pids = np.fromiter(track_to_point.values(), np.int64, len(track_to_point))[order]
-
-    def points(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(indices into ``ids`` that have a point, their point ids)."""
-        if len(self.tids) == 0 or len(ids) == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        at = np.minimum(np.searchsorted(self.tids, ids), len(self.tids) - 1)
-        hit = np.flatnonzero(self.tids[at] == ids)
-        return hit, self.pids[at[hit]]
 
 
 # The all-frame adjustment solves the reduced camera system iteratively (conjugate gradients on

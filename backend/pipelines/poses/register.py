@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pycolmap
 
 from .sfm import position_of
-from .tracking import Tracks
+from .tracking import TrackLookup, Tracks
 
 
 def track_points(rec: pycolmap.Reconstruction, tracks: Tracks) -> dict[int, int]:
@@ -38,10 +39,6 @@ def register_frames(rec: pycolmap.Reconstruction, tracks: Tracks, track_to_point
     than ``max_points`` 2D-3D correspondences uses an evenly spread subset of them: the pose
     only seeds the bundle adjustment, which then uses every kept observation.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from .bundle import _TrackLookup
-
     camera = next(iter(rec.cameras.values()))
     est = pycolmap.AbsolutePoseEstimationOptions()
     est.ransac.max_error = max_error_px
@@ -50,7 +47,7 @@ def register_frames(rec: pycolmap.Reconstruction, tracks: Tracks, track_to_point
     ref.refine_focal_length = False
     ref.refine_extra_params = False
     existing = {t: p for t, p in track_to_point.items() if rec.exists_point3D(p)}
-    lookup = _TrackLookup(existing)
+    lookup = TrackLookup(existing)
     xyz_of = {pid: rec.points3D[pid].xyz for pid in set(existing.values())}
 
     def solve_one(pos: int):

@@ -52,6 +52,24 @@ class Tracks:
         return dict(zip(ids.tolist(), counts.tolist()))
 
 
+class TrackLookup:
+    """Vectorised ``track id -> point3D id`` over a frame's observations."""
+
+    def __init__(self, track_to_point: dict[int, int]):
+        tids = np.fromiter(track_to_point.keys(), np.int64, len(track_to_point))
+        order = np.argsort(tids)
+        self.tids = tids[order]
+        self.pids = np.fromiter(track_to_point.values(), np.int64, len(track_to_point))[order]
+
+    def points(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(indices into ``ids`` that have a point, their point ids)."""
+        if len(self.tids) == 0 or len(ids) == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        at = np.minimum(np.searchsorted(self.tids, ids), len(self.tids) - 1)
+        hit = np.flatnonzero(self.tids[at] == ids)
+        return hit, self.pids[at[hit]]
+
+
 def _texture(gray: np.ndarray) -> float:
     """Grey-level standard deviation (on a 4x subsampled grid): ~0 for blank frames."""
     return float(gray[::4, ::4].std())

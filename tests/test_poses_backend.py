@@ -1,0 +1,124 @@
+"""The solve's back end on constructed scenes with known cameras: PnP registration (threads,
+correspondence subsets), the all-frame model (observation subsampling) and the reprojection
+errors (checked against pycolmap's own projection)."""
+from __future__ import annotations
+
+import numpy as np
+import pycolmap
+import pytest
+from scipy.spatial.transform import Rotation
+
+from backend.pipelines.poses import bundle, register
+from backend.pipelines.poses.tracking import FrameObservations, TrackLookup, Tracks
+
+W, H, F = 640, 480, 500.0
+NOISE_PX = 0.2
+
+
+def _scene(n_frames=12, n_points=300, outliers=0.1, k1=0.0, k2=0.0, seed=0):
+    """Points in a box 4-8 units ahead, cameras sliding sideways with a slow yaw; every frame
+    observes every point (track id = point index + 1000) with pixel noise, and a fraction of
+    observations are gross outliers (20-40 px off)."""
+    rng = np.random.default_rng(seed)
+    xyz = np.column_stack([rng.uniform(-3, 3, n_points), rng.uniform(-2, 2, n_points),
+                           rng.uniform(4, 8, n_points)])
+    cam = pycolmap.Camera(model="RADIAL", width=W, height=H, params=[F, W / 2, H / 2, k1, k2],
+                          camera_id=1)
+    rec = pycolmap.Reconstruction()
+    rec.add_camera_with_trivial_rig(cam)
+    t2p = {}
+    for i, p in enumerate(xyz):
+        t2p[i + 1000] = rec.add_point3D(p, pycolmap.Track(), np.zeros(3, np.uint8))
+    poses, tracks = {}, Tracks(W, H)
+    for k in range(n_frames):
+        r = Rotation.from_euler("y", 0.5 * k, degrees=True).as_matrix()
+        pose = pycolmap.Rigid3d(pycolmap.Rotation3d(r), -r @ np.array([0.1 * k, 0.0, 0.0]))
+        cam_pts = xyz @ r.T + pose.translation
+        xy = cam.img_from_cam(cam_pts) + rng.normal(0, NOISE_PX, (n_points, 2))
+        bad = rng.random(n_points) < outliers
+        xy[bad] += rng.uniform(20, 40, (bad.sum(), 2)) * rng.choice([-1, 1], (bad.sum(), 2))
+        ids = np.arange(n_points, dtype=np.int64) + 1000
+        tracks.frames.append(FrameObservations(ids, xy, np.zeros((n_points, 3), np.uint8)))
+        poses[k] = pose
+    return rec, tracks, t2p, poses
+
+
+def _angle_deg(a: pycolmap.Rigid3d, b: pycolmap.Rigid3d) -> float:
+    d = a.rotation.matrix().T @ b.rotation.matrix()
+    return float(np.degrees(np.arccos(np.clip((np.trace(d) - 1) / 2, -1, 1))))
+
+
+def _centre(p: pycolmap.Rigid3d) -> np.ndarray:
+    return -p.rotation.matrix().T @ p.translation
+
+
+def test_register_frames_in_threads_and_on_a_subset_recovers_the_poses():
+    rec, tracks, t2p, truth = _scene()
+    frames = list(range(len(tracks)))
+    serial = register.register_frames(rec, tracks, t2p, frames, threads=1, max_points=10_000)
+    threaded = register.register_frames(rec, tracks, t2p, frames, threads=3, max_points=10_000)
+    subset = register.register_frames(rec, tracks, t2p, frames, threads=3, max_points=60)
+    # 0.2 px noise at f = 500 is 4e-4 rad per point; 60+ inliers spread over the image pin the
+    # pose to a few thousandths of a degree. 0.05 deg / 5 mm leaves a wide margin, while a
+    # pose pulled by the 10 % outliers would be off by far more.
+    for got in (serial, threaded, subset):
+        assert sorted(got) == frames
+        for k in frames:
+            assert _angle_deg(got[k], truth[k]) < 0.05
+            assert np.linalg.norm(_centre(got[k]) - _centre(truth[k])) < 0.005
+    for k in frames:  # the thread count does not change the (seeded) result
+        assert np.allclose(serial[k].matrix(), threaded[k].matrix(), atol=1e-12)
+
+
+def test_register_frames_skips_frames_without_enough_points():
+    rec, tracks, t2p, _ = _scene(n_frames=3)
+    few = {tid: pid for tid, pid in list(t2p.items())[:10]}
+    assert register.register_frames(rec, tracks, few, [0, 1, 2], threads=2) == {}
+
+
+def test_track_lookup_finds_points_of_known_tracks_only():
+    lookup = TrackLookup({5: 50, 2: 20, 9: 90})
+    idx, pids = lookup.points(np.array([1, 2, 3, 9, 10, 5], np.int64))
+    assert idx.tolist() == [1, 3, 5] and pids.tolist() == [20, 90, 50]
+    empty = TrackLookup({})
+    assert len(empty.points(np.array([1, 2], np.int64))[0]) == 0
+
+
+def test_build_model_subsamples_long_tracks_evenly():
+    rec, tracks, t2p, poses = _scene(n_frames=60, n_points=120, outliers=0.0)
+    # A second track id seen in the same frames that maps to an existing point must not give
+    # that point two observations in one frame.
+    for obs in tracks.frames:
+        obs.ids = np.append(obs.ids, 5000)
+        obs.xy = np.vstack([obs.xy, obs.xy[0]])
+        obs.rgb = np.vstack([obs.rgb, obs.rgb[0]])
+    t2p[5000] = t2p[1000]
+    full, seen = bundle.build_model(rec, tracks, poses, t2p, max_obs_per_point=8)
+    assert full.num_points3D() == 120 and full.num_reg_images() == 60
+    per_image = np.zeros(61, int)
+    for pid, point in full.points3D.items():
+        images = [el.image_id for el in point.track.elements]
+        assert len(set(images)) == len(images)
+        assert 7 <= len(images) <= 8  # every 8th of 60 frames, offset by the point id
+        assert seen[pid] == 60
+        np.add.at(per_image, images, 1)
+    # The offsets spread the kept observations over the frames: each keeps about 120/8.
+    assert per_image[1:].min() >= 10 and per_image[1:].max() <= 20
+
+
+def test_reprojection_errors_agree_with_pycolmap_projection():
+    rec, tracks, t2p, poses = _scene(n_frames=5, n_points=80, k1=-0.08, k2=0.02)
+    full, _ = bundle.build_model(rec, tracks, poses, t2p)
+    rows = bundle.observation_errors(full)
+    assert len(rows) == full.compute_num_observations()
+    for iid, idx, pid, err in rows[::7]:
+        image = full.images[int(iid)]
+        proj = image.project_point(full.points3D[int(pid)].xyz)
+        want = np.linalg.norm(proj - image.points2D[int(idx)].xy)
+        assert err == pytest.approx(want, abs=1e-6)
+    # Without outliers every error is the injected pixel noise.
+    clean_rec, clean_tracks, clean_t2p, clean_poses = _scene(n_frames=5, n_points=80,
+                                                             outliers=0.0)
+    clean, _ = bundle.build_model(clean_rec, clean_tracks, clean_poses, clean_t2p)
+    err = bundle.observation_errors(clean)[:, 3]
+    assert np.sqrt(np.mean(err ** 2)) == pytest.approx(NOISE_PX * np.sqrt(2), rel=0.15)
