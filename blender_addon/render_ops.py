@@ -158,6 +158,9 @@ class _BackendJob:
         staging = delivery.staging_dir(self.kind)
         if bpy.app.background and not self.asynchronous:
             return self._wait(context, params, finish, staging)
+        if any(j.kind == self.kind for j in STATE.active_jobs()):
+            self.report({"ERROR"}, f"{self.label}: a {self.kind} job is already running (wait for it or cancel it)")
+            return {"CANCELLED"}
         name = scene.name
 
         def on_result(ev):

@@ -155,6 +155,7 @@ def _scenario(address: str, spec_path: str, out_path: str) -> None:
     del reports[:]
     res = {"submit": op()}
     view = STATE.job_of_kind("composite")
+    res["second"] = op()
     run_timer(lambda: view.status == "running" and view.fraction > 0 or view.status in ("error", "done"), 60)
     res["running_before_cancel"] = view.status == "running"
     t0 = time.monotonic()
@@ -520,6 +521,7 @@ def test_cancel_stops_the_job_and_writes_nothing(blender_run):
     r, spec, child_tmp = blender_run
     c = r["cancel"]
     assert c["running_before_cancel"], c
+    assert c["second"]["ret"] == ["ERROR"] and "a composite job is already running" in c["second"]["msg"]
     assert c["status"] == "cancelled", c
     assert c["cancel_s"] < 5.0, c
     assert not Path(spec["cancel_output"]).exists()
