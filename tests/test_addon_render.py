@@ -3,11 +3,13 @@
 The builders (``blender_addon.core.job_params``) are checked against the backend's own job
 modules: what the add-on submits equals what ``splatstage <kind>`` sends for the same settings,
 and the composite job accepts it. The operators run in a fresh bpy subprocess (this file run as
-a script, see ``_scenario``) against a live ``splatstage serve``: a preview composite of two
-frames of the committed sample clip, reusing a camera solve (the clip's true cameras) and a
-reconstruction (flat splats on the true ground plane) so no solve or training runs; the
-product must stand where the requested pixel's ground point is. Then a backend-side error, a
-cancelled job and the input errors, each leaving no output and no staging folder behind.
+a script, see ``_scenario``) against a live ``splatstage serve``: the input errors; the
+placement pixel picked from the 3D cursor; a stereo preview composite of two frames of the
+committed sample clip, reusing a camera solve (the clip's true cameras) and a reconstruction
+(flat splats on the true ground plane) so no solve or training runs, where the product must
+stand where the requested pixel's ground point is in both eyes; a backend-side error; a short
+reconstruction and its import; a scene-stereo video; a cancelled job. None leaves a partial
+output or a staging folder behind.
 """
 from __future__ import annotations
 
