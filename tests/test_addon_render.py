@@ -145,9 +145,19 @@ def _scenario(address: str, spec_path: str, out_path: str) -> None:
     s.reconstruction_dir, s.recon_steps, s.recon_max_size, s.recon_device = spec["new_recon"], 5, 120, "cpu"
     for _ in range(2):
         res = run_job("reconstruct", "reconstruct")
+    # background mode's blocking path (what batch.py uses): the same job, answered from the cache
+    try:
+        res["blocking"] = sorted(bpy.ops.splatstage.reconstruct(address=address))
+    except RuntimeError as exc:
+        res["blocking"] = str(exc)
     res["objects"] = [[len(o.data.vertices), o["splatstage_splats"]["source"]]
                       for o in bpy.context.scene.objects if o.get("splatstage_splats")]
     r["reconstruct"] = res
+    try:
+        r["blocking_unreachable"] = sorted(bpy.ops.splatstage.render_composite(
+            address="tcp://127.0.0.1:9", connect_timeout=0.5))
+    except RuntimeError as exc:
+        r["blocking_unreachable"] = str(exc).strip()
 
     s.reconstruction_dir, s.stereo_output, s.stereo_layout = spec["recon"], spec["stereo_output"], "tab"
     s.stereo_interaxial, s.stereo_convergence = 0.065, 3.0
@@ -519,6 +529,12 @@ def test_backend_error_is_shown_and_nothing_is_written(blender_run):
     assert e["render_result"] == spec["output"], "the last good result stays"
 
 
+def test_blocking_mode_reports_an_unreachable_backend_in_one_line(blender_run):
+    r, spec, _ = blender_run
+    msg = r["blocking_unreachable"]
+    assert msg.startswith("Error: Composite failed: ") and "tcp://127.0.0.1:9" in msg and "\n" not in msg, msg
+
+
 def test_cancel_stops_the_job_and_writes_nothing(blender_run):
     r, spec, child_tmp = blender_run
     c = r["cancel"]
@@ -539,7 +555,9 @@ def test_reconstruct_trains_on_the_solve_and_imports_the_splats(blender_run):
     ply = Path(spec["new_recon"]) / "splats.ply"
     assert ply.is_file() and not list(child_tmp.iterdir())
     v = PlyData.read(str(ply))["vertex"].data
-    # one imported object per reconstruction folder (a second run replaces it), holding the file's splats
+    # one imported object per reconstruction folder (later runs, the last one blocking as in
+    # background mode, replace it), holding the file's splats
+    assert c["blocking"] == ["FINISHED"], c["blocking"]
     assert c["objects"] == [[len(v), str(ply)]], c["objects"]
     assert any(f"{len(v)} splats imported from {ply.parent}" in t for t in c["reports"]), c["reports"]
     # 441 points on z = 0 seed it; 5 steps at gsplat's position learning rate (1.6e-4 x the
