@@ -190,6 +190,31 @@ def test_cancel_stops_the_solve(handheld):
     assert "keyframes" not in seen
 
 
+@pytest.mark.parametrize("source", ["clip.mp4", "frames"])
+def test_cancel_while_frames_are_read_ahead_stops_the_readers(handheld, source):
+    import threading
+
+    from backend.progress import Cancelled
+
+    out, _ = handheld
+    cancel = threading.Event()
+    tracked = []
+
+    def on_event(e):
+        if e["stage"] == "track" and e.get("stage_fraction", 0) > 0:
+            tracked.append(e)
+            if len(tracked) == 3:
+                cancel.set()
+
+    with pytest.raises(Cancelled) as err:
+        solve(out / source, SolveOptions(threads=3), Progress(on_event, cancel, min_interval=0))
+    # Checked while the traceback (and so the solve's frames) is still referenced: the readers
+    # must have been stopped by the solve itself, not by garbage collection.
+    assert err.traceback
+    alive = [t.name for t in threading.enumerate() if t.name.startswith(("frame-", "register"))]
+    assert alive == []
+
+
 def _ffmpeg(*args):
     import subprocess
 
