@@ -160,10 +160,19 @@ def synthetic(frames: int, interaxial: float) -> dict:
     return out
 
 
-def scene(clip_dir: Path, reconstruction: Path, device: str) -> dict:
+def scene(clip_dir: Path, reconstruction: Path, device: str, batch: int = 8, cpu_frames: int | None = None) -> dict:
     """Scene stereo on a synthetic stereo clip that was reconstructed: right eyes rendered from the
     splats (cameras from ``truth.json``, or the reconstruction's refined cameras) against the
-    rendered true right eyes."""
+    rendered true right eyes.
+
+    The host path (top-level keys): both eyes rendered to host arrays (``render_views``), the
+    right eye composed with numpy on the CPU (``compose_right``; on the first ``cpu_frames``
+    frames when given). On a torch device (``device_path``): ``batch`` frames at a time stay on
+    the device from render to the uint8 right eye (``render_pair_device``,
+    ``compose_right_torch``); timed are rendering both eyes alone, composing alone (per frame),
+    and end to end (footage upload, render, compose, uint8 download), each after a warm-up
+    batch. Reading the footage from disk is outside every timing.
+    """
     from shared_protocol import camera_file
 
     from backend.pipelines.splats_io import load_splats
@@ -180,31 +189,96 @@ def scene(clip_dir: Path, reconstruction: Path, device: str) -> dict:
     mw = [f["matrix_world"] for f in frames]
     fl = [f["focal_px"] for f in frames]
     pp = [f["principal_point_px"] for f in frames]
+    footage = [read(clip_dir / "frames" / str(f["source"])) for f in frames]
+    gts = [read(clip_dir / "right" / "frames" / str(f["source"])) for f in frames]
+    out = {"clip": str(clip_dir), "reconstruction": str(reconstruction), "frames": len(frames), "size": [w, h],
+           "splats": int(len(splats.means)), "device": device}
+    n_cpu = len(frames) if cpu_frames is None else max(1, min(cpu_frames, len(frames)))
     render_pair(splats, mw[:1], fl[:1], pp[:1], w, h, (w, h), B, None, device)  # warm-up
-    if device.startswith("cuda"):
-        import torch
-
-        torch.cuda.synchronize()
+    _sync(device)
     t0 = time.perf_counter()
     left, right = render_pair(splats, mw, fl, pp, w, h, (w, h), B, None, device)
     render_s = time.perf_counter() - t0
     p_raw, p_eye, s_eye, compose_s = [], [], [], []
-    for i, f in enumerate(frames):
-        name = str(f["source"])
-        footage = read(clip_dir / "frames" / name)
-        gt = read(clip_dir / "right" / "frames" / name)
+    for i, f in enumerate(frames[:n_cpu]):
+        gt = gts[i]
         t1 = time.perf_counter()
-        eye, _, _ = compose_right(footage, left, right, i, float(f["focal_px"]), B, None)
+        eye, _, _ = compose_right(footage[i], left, right, i, float(f["focal_px"]), B, None)
         compose_s.append(time.perf_counter() - t1)
         p_raw.append(psnr(right["rgb"][i] * 255.0, gt))
         p_eye.append(psnr(eye, gt))
         s_eye.append(ssim(eye, gt))
-    return {"clip": str(clip_dir), "reconstruction": str(reconstruction), "frames": len(frames), "size": [w, h],
-            "right_eye_psnr": float(np.mean(p_eye)), "right_eye_ssim": float(np.mean(s_eye)),
-            "raw_render_psnr": float(np.mean(p_raw)),
-            "render_both_eyes_frames_per_second": len(frames) / render_s,
-            "compose_right_eye_s_median": float(np.median(compose_s)),
-            "end_to_end_frames_per_second": len(frames) / (render_s + float(np.sum(compose_s)))}
+    del left, right
+    rate = len(frames) / render_s
+    out.update({"cpu_frames": n_cpu, "right_eye_psnr": float(np.mean(p_eye)), "right_eye_ssim": float(np.mean(s_eye)),
+                "raw_render_psnr": float(np.mean(p_raw)),
+                "render_both_eyes_frames_per_second": rate,
+                "compose_right_eye_s_median": float(np.median(compose_s)),
+                "end_to_end_frames_per_second": 1.0 / (1.0 / rate + float(np.mean(compose_s)))})
+    if device != "numpy":
+        out["device_path"] = scene_device(splats, footage, gts, mw, fl, pp, w, h, B, device, batch)
+    return out
+
+
+def _sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def scene_device(splats, footage, gts, mw, fl, pp, w, h, B, device: str, batch: int) -> dict:
+    """The device-resident scene-stereo path over every frame, ``batch`` frames at a time."""
+    import torch
+
+    from backend.pipelines.render import splats_to_tensors
+    from backend.pipelines.stereo.scene import compose_right_torch, render_pair_device
+
+    dev = torch.device(device)
+    g = splats_to_tensors(splats, dev)
+    n = len(footage)
+    spans = [(a, min(n, a + batch)) for a in range(0, n, batch)]
+
+    def render(a, b):
+        return render_pair_device(splats, mw[a:b], fl[a:b], pp[a:b], w, h, (w, h), B, None, dev, gaussians=g)
+
+    def compose(a, b, left, right, gen):
+        foot = torch.from_numpy(np.stack(footage[a:b])).to(dev)
+        return compose_right_torch(foot, left, right, fl[a:b], B, None, generator=gen)[0]
+
+    gen = torch.Generator(device=dev).manual_seed(0)
+    compose(*spans[0], *render(*spans[0]), gen).cpu()  # warm-up: CUDA context, kernels, allocator
+    _sync(device)
+    t0 = time.perf_counter()
+    for a, b in spans:
+        render(a, b)
+    _sync(device)
+    render_s = time.perf_counter() - t0
+    per_frame = []
+    for a, b in spans:
+        left, right = render(a, b)
+        _sync(device)
+        t1 = time.perf_counter()
+        compose(a, b, left, right, gen)
+        _sync(device)
+        per_frame += [(time.perf_counter() - t1) / (b - a)] * (b - a)
+    del left, right
+    gen = torch.Generator(device=dev).manual_seed(0)
+    eyes = []
+    _sync(device)
+    t0 = time.perf_counter()
+    for a, b in spans:
+        eyes.extend(compose(a, b, *render(a, b), gen).cpu().numpy())
+    e2e_s = time.perf_counter() - t0
+    p_eye = [psnr(e, gt) for e, gt in zip(eyes, gts)]
+    s_eye = [ssim(e, gt) for e, gt in zip(eyes, gts)]
+    res = {"batch_frames": batch, "right_eye_psnr": float(np.mean(p_eye)), "right_eye_ssim": float(np.mean(s_eye)),
+           "render_both_eyes_frames_per_second": n / render_s,
+           "compose_right_eye_ms_median": 1000 * float(np.median(per_frame)),
+           "end_to_end_frames_per_second": n / e2e_s}
+    if dev.type == "cuda":
+        res["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated(dev) / 2 ** 30
+    return res
 
 
 def machine_description(device: str) -> str:
@@ -257,7 +331,17 @@ def to_markdown(r: dict) -> str:
                   f"both eyes rendered at {sc['render_both_eyes_frames_per_second']:.1f} frames/s; "
                   f"composing the right eye (colour match, warp and fill where the splats are not opaque) "
                   f"takes a median {1000 * sc['compose_right_eye_s_median']:.0f} ms on the CPU; end to end "
-                  f"{sc['end_to_end_frames_per_second']:.1f} frames/s."]
+                  f"{sc['end_to_end_frames_per_second']:.1f} frames/s"
+                  + (f" (compose measured on the first {sc['cpu_frames']} frames)." if sc.get("cpu_frames", sc["frames"])
+                     < sc["frames"] else ".")]
+        dp = sc.get("device_path")
+        if dp:
+            lines += ["", f"Device-resident path on `{sc['device']}` ({dp['batch_frames']} frames per batch, render to "
+                      f"uint8 right eye on the device): right-eye PSNR {dp['right_eye_psnr']:.2f} dB, SSIM "
+                      f"{dp['right_eye_ssim']:.3f}; both eyes rendered at "
+                      f"{dp['render_both_eyes_frames_per_second']:.1f} frames/s; composing takes a median "
+                      f"{dp['compose_right_eye_ms_median']:.1f} ms per frame; end to end (footage upload, render, "
+                      f"compose, uint8 download) {dp['end_to_end_frames_per_second']:.1f} frames/s."]
     lines.append("")
     return "\n".join(lines)
 
@@ -274,6 +358,9 @@ def main(argv=None) -> int:
     ap.add_argument("--scene-clip", type=Path, help="a synthetic stereo clip folder (make_clip with stereo)")
     ap.add_argument("--scene-reconstruction", type=Path, help="its reconstruction folder (splats.ply)")
     ap.add_argument("--scene-only", action="store_true", help="only the scene-stereo measurement")
+    ap.add_argument("--scene-batch", type=int, default=8, help="frames per batch of the device-resident scene path")
+    ap.add_argument("--scene-cpu-frames", type=int, default=None,
+                    help="compose the host path's right eye with numpy on only the first N frames (default all)")
     ap.add_argument("--out-dir", type=Path, default=REPO / "benchmarks" / "results")
     args = ap.parse_args(argv)
     devices = [d.strip() for d in args.device.split(",") if d.strip()]
@@ -294,7 +381,7 @@ def main(argv=None) -> int:
         print("synthetic done", flush=True)
     if args.scene_clip and args.scene_reconstruction:
         dev = next((d for d in devices if d != "numpy"), "cpu")
-        r["scene"] = scene(args.scene_clip, args.scene_reconstruction, dev)
+        r["scene"] = scene(args.scene_clip, args.scene_reconstruction, dev, args.scene_batch, args.scene_cpu_frames)
         print("scene done", json.dumps(r["scene"], indent=1), flush=True)
     r["total_seconds"] = time.perf_counter() - t
     r["load_average_at_end"] = list(os.getloadavg())

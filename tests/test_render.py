@@ -151,6 +151,24 @@ def test_render_service_batches_cameras_and_scales_intrinsics(tmp_path):
     np.testing.assert_allclose(out2["rgb"], out["rgb"], atol=1e-6)
 
 
+
+def test_device_render_variant_keeps_tensors_and_matches_the_host_render():
+    from backend.pipelines.render import render_views_device, splats_to_tensors
+
+    splat = _single_splat([0.0, 0.0, 1.0], [0.8, 0.4, 0.2])
+    mws = [np.array([[1, 0, 0, 0], [0, 0, -1, -d], [0, 1, 0, 1], [0, 0, 0, 1]], float) for d in (4, 5, 6)]
+    cams = cameras_from_arrays(mws, 50.0, [32.0, 24.0], 64, 48)
+    host = render_views(splat, cams, batch=2)
+    g = splats_to_tensors(splat, torch.device("cpu"))
+    for batch in (2, 16):  # several rasterizer calls, or one
+        dev = render_views_device(splat, cams, batch=batch, gaussians=g)
+        for k in ("rgb", "alpha", "depth"):
+            assert isinstance(dev[k], torch.Tensor) and dev[k].shape == host[k].shape
+            np.testing.assert_array_equal(dev[k].numpy(), host[k])
+    empty = render_views_device(splat, cameras_from_arrays(np.zeros((0, 4, 4)), 50.0, [32.0, 24.0], 64, 48))
+    assert empty["rgb"].shape == (0, 48, 64, 3) and empty["depth"].shape == (0, 48, 64)
+
+
 def test_exr_and_png_sequences_round_trip(tmp_path):
     from backend.synthetic.exr import read_exr_channels
 

@@ -183,3 +183,155 @@ def test_scene_default_convergence_is_median_splat_depth(tmp_path):
                   tmp_path / "out", Progress())
     # the wall at 4 m fills most of the view: its depth is the median
     assert res.summary["convergence"] == pytest.approx(4.0, rel=0.02)
+
+
+def test_scene_stereo_job_torch_compose_matches_numpy_compose(tmp_path):
+    """The device path (forced on the CPU) writes the same right eyes as the numpy path, within
+    the H.264 round trip and the subsampled colour fit (1 level before encoding)."""
+    pytest.importorskip("torch")
+    import imageio_ffmpeg
+
+    from backend.evaluation.image_metrics import psnr
+    from backend.jobs import stereo as job
+    from backend.progress import Progress
+
+    recon, video, truth = _scene_fixture(tmp_path, frames=10)
+    outs = {}
+    for mode in ("numpy", "torch"):
+        res = job.run({"input": str(video), "reconstruction": str(recon), "method": "scene", "interaxial": 0.1,
+                       "device": "cpu", "scene_compose": mode, "layout": "sbs", "crf": 0}, tmp_path / mode,
+                      Progress())
+        assert res.summary["compose"] == mode and res.summary["frames"] == 10
+        gen = imageio_ffmpeg.read_frames(str(tmp_path / mode / "stereo.mp4"))
+        next(gen)
+        outs[mode] = [np.frombuffer(b, np.uint8).reshape(64, 192, 3)[:, 96:] for b in gen]
+        # default convergence (median splat depth of the first frame) is the same in both paths
+        outs[mode + "_conv"] = res.summary["convergence"]
+    assert outs["torch_conv"] == pytest.approx(outs["numpy_conv"], rel=1e-6)
+    assert len(outs["torch"]) == len(outs["numpy"]) == 10  # a batch of 8 and one of 2
+    for a, b in zip(outs["torch"], outs["numpy"]):
+        assert psnr(a.astype(float), b.astype(float)) > 45
+
+
+def _layered_splats(opacity_strip: float | None):
+    """A textured wall at 4 m (80x60 splats) and a sharp-edged panel at 1.6 m in front of it; with
+    ``opacity_strip`` the wall splats with x in (-0.6, 0.4) m get that (pre-sigmoid) opacity."""
+    from backend.pipelines.splats_io import SH_C0, Splats
+
+    rng = np.random.default_rng(0)
+    gx, gy = np.meshgrid(np.linspace(-4, 4, 80), np.linspace(-3, 3, 60))
+    wall = np.stack([gx.ravel(), gy.ravel(), np.full(gx.size, -4.0)], axis=1)
+    px, py = np.meshgrid(np.arange(-0.7, -0.1, 0.025), np.arange(-0.3, 0.3, 0.025))
+    panel = np.stack([px.ravel(), py.ravel(), np.full(px.size, -1.6)], axis=1)
+    means = np.concatenate([wall, panel])
+    n = len(means)
+    scales = np.concatenate([np.full((len(wall), 3), np.log(0.07)), np.full((len(panel), 3), np.log(0.02))])
+    opac = np.full(n, 5.0)
+    if opacity_strip is not None:
+        opac[:len(wall)][(gx.ravel() > -0.6) & (gx.ravel() < 0.4)] = opacity_strip
+    return Splats(means=means, scales=scales, quats=np.tile([1.0, 0, 0, 0], (n, 1)), opacities=opac,
+                  sh0=(rng.uniform(0.1, 0.9, (n, 3)) - 0.5) / SH_C0)
+
+
+def test_torch_compose_matches_numpy_compose():
+    """Footage is a known colour affine of the renders of the complete scene; the composer's splats
+    have a translucent strip of wall beside the panel's disocclusion, so the colour fit, the
+    blend, the warp and its hole fill all enter."""
+    torch = pytest.importorskip("torch")
+    from backend.evaluation.image_metrics import psnr
+    from backend.pipelines.stereo.scene import compose_right, compose_right_torch, render_pair, render_pair_device
+    from backend.pipelines.stereo.warp import warp_right
+
+    w, h, f, b, zc = 128, 96, 90.0, 0.25, 3.0
+    mws = [np.eye(4), np.eye(4)]
+    mws[1][0, 3] = 0.04
+    args = ([f, f], [[w / 2, h / 2]] * 2, w, h, (w, h), b, zc)
+    full_l, full_r = render_pair(_layered_splats(None), mws, *args)
+    affine = lambda x: np.clip(np.rint(0.8 * 255 * x + 20), 0, 255).astype(np.uint8)  # noqa: E731
+    part = _layered_splats(-1.0)
+    left, right = render_pair(part, mws, *args)
+    left_d, right_d = render_pair_device(part, mws, *args)
+    for k in ("rgb", "alpha", "depth"):  # the device variant renders the same maps
+        np.testing.assert_array_equal(left_d[k].numpy(), left[k])
+        np.testing.assert_array_equal(right_d[k].numpy(), right[k])
+    footage = np.stack([affine(x) for x in full_l["rgb"]])
+    eyes, disp, hole = compose_right_torch(torch.from_numpy(footage), left_d, right_d, [f, f], b, zc,
+                                           generator=torch.Generator().manual_seed(0))
+    for i in range(2):
+        eye_np, disp_np, hole_np = compose_right(footage[i], left, right, i, f, b, zc)
+        eye = eyes[i].numpy()
+        np.testing.assert_array_equal(hole[i].numpy(), hole_np)
+        np.testing.assert_allclose(disp[i].numpy(), disp_np, rtol=1e-6)
+        assert 0.05 < hole_np.mean() < 0.5  # the translucent strip is a real share of the frame
+        warp_holes = warp_right(footage[i].astype(np.float32), disp_np).hole
+        assert (warp_holes & hole_np).sum() >= 10  # the fills differ there
+        diff = np.abs(eye.astype(int) - eye_np.astype(int))
+        # opaque: the affine (gain 0.8, offset 20) is exact up to footage rounding (+-0.5 level),
+        # so both fits recover it to well under a level; rounding may then differ by one
+        assert diff[~hole_np].max() <= 1
+        # translucent: the warped footage enters with weight (1 - alpha); the fills differ only in holes
+        assert diff[hole_np].mean() < 0.5
+        truth = affine(full_r["rgb"][i])
+        assert psnr(eye, truth, mask=hole_np) > psnr(eye_np, truth, mask=hole_np) - 0.2
+        assert psnr(eye, truth) > psnr(right["rgb"][i] * 255, truth) + 3  # the composite beats the raw render
+
+
+def test_torch_colour_fit_recovers_a_known_affine_despite_outliers():
+    torch = pytest.importorskip("torch")
+    from backend.pipelines.stereo.colour import apply_affine_torch, fit_affine, fit_affine_torch
+
+    rng = np.random.default_rng(1)
+    src = rng.uniform(0, 200, (3, 60, 80, 3))
+    gain = np.array([[0.8, 1.1, 0.95], [1.2, 0.7, 1.0], [1.0, 1.0, 1.0]])
+    offset = np.array([[20.0, -5.0, 3.0], [-10.0, 30.0, 0.0], [0.0, 0.0, 0.0]])
+    ref = src * gain[:, None, None] + offset[:, None, None] + rng.normal(0, 0.5, src.shape)
+    out = rng.random(src.shape[:3]) < 0.1  # 10% of the pixels show something else
+    ref[out] = rng.uniform(0, 255, (out.sum(), 3))
+    mask = np.ones(src.shape[:3], bool)
+    mask[:, :, :20] = False
+    mask[2] = False
+    mask[2, :5, :10] = True  # 50 pixels: too few, the identity
+    s, r, m = (torch.from_numpy(a) for a in (src.astype(np.float32), ref.astype(np.float32), mask))
+    cf = fit_affine_torch(s, r, m, samples=4096, generator=torch.Generator().manual_seed(0)).numpy()
+    # noise 0.5 over ~3000 inliers spread over 0..200: gain error ~ 0.5 / (58 * sqrt(3000)) ~ 2e-4
+    np.testing.assert_allclose(cf[:2, :, 0], gain[:2], atol=2e-3)
+    np.testing.assert_allclose(cf[:2, :, 1], offset[:2], atol=0.3)
+    np.testing.assert_array_equal(cf[2], [[1.0, 0.0]] * 3)
+    ref_fit = fit_affine(src[0], ref[0], mask[0])  # the numpy fit on every mask pixel
+    np.testing.assert_allclose(cf[0, :, 0], ref_fit[:, 0], atol=2e-3)
+    np.testing.assert_allclose(cf[0, :, 1], ref_fit[:, 1], atol=0.3)
+    # one image (H, W, C) and the application, clipped to 0..255
+    one = fit_affine_torch(s[0], r[0], m[0], samples=4096, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_allclose(one.numpy(), cf[0], atol=1e-3, rtol=0)
+    y = apply_affine_torch(torch.full((2, 2, 3), 250.0), one).numpy()
+    np.testing.assert_allclose(y, np.minimum(250 * gain[0] + offset[0], 255)[None, None].repeat(2, 0).repeat(2, 1),
+                               atol=0.5)
+
+
+@pytest.mark.parametrize("background_on_left", [True, False])
+def test_torch_fill_takes_holes_from_the_background_side(background_on_left):
+    """A disocclusion between a far surface (z = disparity 1) and a near one (z = 6): every hole
+    pixel gets the far surface's colour, none the near one's, even beside the near edge."""
+    torch = pytest.importorskip("torch")
+    from backend.pipelines.stereo.fill import inpaint_background_torch
+
+    h, w = 12, 40
+    img = np.zeros((h, w, 3), np.float32)
+    z = np.zeros((h, w), np.float32)
+    far, near = np.array([40.0, 80.0, 160.0]), np.array([250.0, 10.0, 10.0])
+    hole = np.zeros((h, w), bool)
+    hole[:, 16:24] = True
+    a, b = (np.s_[:, :16], np.s_[:, 24:]) if background_on_left else (np.s_[:, 24:], np.s_[:, :16])
+    img[a], z[a] = far, 1.0
+    img[b], z[b] = near, 6.0
+    z[hole] = -np.inf
+    img[hole] = 0.0
+    t = lambda x: torch.from_numpy(x)  # noqa: E731
+    out = inpaint_background_torch(t(img), t(hole), t(z)).numpy()
+    np.testing.assert_allclose(out[hole], np.broadcast_to(far, (hole.sum(), 3)), atol=1e-4)
+    np.testing.assert_array_equal(out[~hole], img[~hole])  # only holes change
+    # batched (B, H, W, C) gives the same, frame by frame
+    both = inpaint_background_torch(t(np.stack([img, img[:, ::-1].copy()])), t(np.stack([hole, hole[:, ::-1].copy()])),
+                                    t(np.stack([z, z[:, ::-1].copy()]))).numpy()
+    np.testing.assert_allclose(both[0], out, atol=1e-5)
+    np.testing.assert_allclose(both[1], out[:, ::-1], atol=1e-5)

@@ -80,6 +80,24 @@ def splats_to_tensors(splats: Splats, device: torch.device) -> dict[str, torch.T
     }
 
 
+def _render_batches(g: dict[str, torch.Tensor], sh_degree: int, cameras: Cameras, device: torch.device,
+                    batch: int, backend: str, background):
+    """Yield ``(a, b, rgb, alpha, depth)`` device tensors for cameras ``a:b``, ``batch`` at a time."""
+    C, W, H = len(cameras.viewmats), cameras.width, cameras.height
+    vm = torch.as_tensor(cameras.viewmats, dtype=torch.float32, device=device)
+    Ks = torch.as_tensor(cameras.Ks, dtype=torch.float32, device=device)
+    bg = torch.as_tensor(background, dtype=torch.float32, device=device)
+    for a in range(0, C, batch):
+        b = min(C, a + batch)
+        img, alpha, _ = rasterize(g["means"], g["quats"], g["scales"], g["opacities"], g["colors"],
+                                  vm[a:b], Ks[a:b], W, H, sh_degree=sh_degree,
+                                  render_mode="RGB+ED", backgrounds=bg.expand(b - a, 3),
+                                  backend=backend)
+        alpha = alpha[..., 0]
+        depth = torch.where(alpha > 1e-4, img[..., 3], torch.full_like(alpha, float("inf")))
+        yield a, b, img[..., :3].clamp(0, 1), alpha, depth
+
+
 @torch.no_grad()
 def render_views(splats: Splats, cameras: Cameras, device: str | torch.device = "cpu",
                  batch: int = 8, backend: str = "auto", background=(0.0, 0.0, 0.0),
@@ -93,20 +111,38 @@ def render_views(splats: Splats, cameras: Cameras, device: str | torch.device = 
     C, W, H = len(cameras.viewmats), cameras.width, cameras.height
     out = {"rgb": np.zeros((C, H, W, 3), np.float32), "alpha": np.zeros((C, H, W), np.float32),
            "depth": np.zeros((C, H, W), np.float32)}
-    vm = torch.as_tensor(cameras.viewmats, dtype=torch.float32, device=device)
-    Ks = torch.as_tensor(cameras.Ks, dtype=torch.float32, device=device)
-    bg = torch.as_tensor(background, dtype=torch.float32, device=device)
-    for a in range(0, C, batch):
-        b = min(C, a + batch)
-        img, alpha, _ = rasterize(g["means"], g["quats"], g["scales"], g["opacities"], g["colors"],
-                                  vm[a:b], Ks[a:b], W, H, sh_degree=splats.sh_degree,
-                                  render_mode="RGB+ED", backgrounds=bg.expand(b - a, 3),
-                                  backend=backend)
-        alpha = alpha[..., 0]
-        depth = torch.where(alpha > 1e-4, img[..., 3], torch.full_like(alpha, float("inf")))
-        out["rgb"][a:b] = img[..., :3].clamp(0, 1).cpu().numpy()
+    for a, b, rgb, alpha, depth in _render_batches(g, splats.sh_degree, cameras, device, batch, backend,
+                                                   background):
+        out["rgb"][a:b] = rgb.cpu().numpy()
         out["alpha"][a:b] = alpha.cpu().numpy()
         out["depth"][a:b] = depth.cpu().numpy()
         if progress is not None:
             progress.update(b / C, f"rendered {b}/{C} cameras")
     return out
+
+
+@torch.no_grad()
+def render_views_device(splats: Splats, cameras: Cameras, device: str | torch.device = "cpu",
+                        batch: int = 16, backend: str = "auto", background=(0.0, 0.0, 0.0),
+                        gaussians: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """:func:`render_views` whose maps stay on ``device``: float32 tensors ``rgb`` [C,H,W,3],
+    ``alpha`` [C,H,W] and ``depth`` [C,H,W] (``inf`` where nothing was hit).
+
+    ``gaussians`` are the splats already on the device (:func:`splats_to_tensors`), so that
+    repeated calls do not upload them again. On CUDA the kernels are queued asynchronously:
+    nothing here waits for the GPU.
+    """
+    device = torch.device(device)
+    if resolve_backend(backend, device) == "gsplat":
+        ensure_gsplat_cuda()
+    g = gaussians if gaussians is not None else splats_to_tensors(splats, device)
+    parts = list(_render_batches(g, splats.sh_degree, cameras, device, batch, backend, background))
+    if not parts:
+        W, H = cameras.width, cameras.height
+        return {"rgb": torch.zeros((0, H, W, 3), device=device), "alpha": torch.zeros((0, H, W), device=device),
+                "depth": torch.zeros((0, H, W), device=device)}
+    if len(parts) == 1:
+        _, _, rgb, alpha, depth = parts[0]
+        return {"rgb": rgb, "alpha": alpha, "depth": depth}
+    return {"rgb": torch.cat([p[2] for p in parts]), "alpha": torch.cat([p[3] for p in parts]),
+            "depth": torch.cat([p[4] for p in parts])}

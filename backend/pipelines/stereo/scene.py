@@ -9,6 +9,13 @@ The right render's colours are matched to the footage (a per-channel gain/offset
 between the *left* render and the footage where the splats are opaque) and where the splats
 do not cover the right view (alpha below 1) the depth-warped footage, warped with the splat
 depth, fills in.
+
+On CUDA (or with ``scene_compose="torch"``) a batch of frames stays on the device from render
+to composite: both eyes are rendered in one rasterizer call (:func:`render_pair_device`), the
+colour affine is fitted on a random subsample of the opaque pixels, the footage is warped and
+its holes filled from their background side with tensor operations
+(:func:`compose_right_torch`), and only the uint8 right eyes go back to the host. The numpy
+path (:func:`render_pair`, :func:`compose_right`) is the CPU one.
 """
 from __future__ import annotations
 
@@ -107,6 +114,113 @@ def compose_right(footage: np.ndarray, left_render: dict, right_render: dict, i:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8), disp, ra < min_alpha
 
 
+
+def render_pair_device(splats, matrix_world, focal_px, principal_point_px, width: int, height: int,
+                       src_size: tuple[int, int], interaxial: float, convergence: float | None,
+                       device: str = "cpu", gaussians=None, batch: int = 16):
+    """:func:`render_pair` with device-resident results: both eyes go to the rasterizer together
+    (``batch`` cameras per call) and the two dicts hold torch tensors on ``device``."""
+    from backend.pipelines.render import cameras_from_arrays, render_views_device
+
+    mw = np.asarray(matrix_world, np.float64).reshape(-1, 4, 4)
+    c = len(mw)
+    f = np.broadcast_to(np.asarray(focal_px, np.float64), (c,))
+    pp = np.broadcast_to(np.asarray(principal_point_px, np.float64), (c, 2))
+    mw_r, pp_r = right_eye_cameras(mw, f, pp, interaxial, convergence)
+    cams = cameras_from_arrays(np.concatenate([mw, mw_r]), np.concatenate([f, f]), np.concatenate([pp, pp_r]),
+                               width, height, src_size)
+    both = render_views_device(splats, cams, device=device, batch=batch, gaussians=gaussians)
+    return {k: v[:c] for k, v in both.items()}, {k: v[c:] for k, v in both.items()}
+
+
+def disparity_torch(depth, focal_px, interaxial: float, convergence: float | None):
+    """:func:`.disparity.disparity_from_depth` of (B, H, W) depth tensors, completed like
+    :func:`.disparity.complete_disparity` (unknown pixels take the farther row neighbour,
+    rows without one the frame's minimum). ``focal_px`` is a number or one per frame."""
+    import torch
+
+    from backend.pipelines.stereo.rows import nearest_valid_columns, take_columns
+
+    b, h, w = depth.shape
+    f = torch.as_tensor(focal_px, dtype=torch.float32, device=depth.device).reshape(-1, 1, 1)
+    inv = torch.where(depth > 0, 1.0 / depth, torch.full_like(depth, float("nan")))
+    shift = 0.0 if convergence is None else 1.0 / float(convergence)
+    d = (f * interaxial) * (inv - shift)
+    ok = torch.isfinite(d)
+    left, right = nearest_valid_columns(ok.reshape(b * h, w))
+    flat = d.reshape(b * h, w)
+    inf = torch.full_like(flat, float("inf"))
+    lv = torch.where(left >= 0, take_columns(flat, left.clamp(0, w - 1)), inf)
+    rv = torch.where(right < w, take_columns(flat, right.clamp(0, w - 1)), inf)
+    fill = torch.minimum(lv, rv).reshape(b, h, w)
+    lowest = torch.where(ok, d, inf.reshape(b, h, w)).amin(dim=(1, 2), keepdim=True)
+    fill = torch.where(torch.isfinite(fill), fill, lowest.expand_as(fill))
+    return torch.where(ok, d, fill), ok.any(dim=2).any(dim=1)
+
+
+def compose_right_torch(footage, left_render: dict, right_render: dict, focal_px, interaxial: float,
+                        convergence: float | None, min_alpha: float = 0.98, samples: int = 1 << 17,
+                        generator=None):
+    """:func:`compose_right` for a batch of frames as device tensors.
+
+    ``footage`` (B, H, W, 3) uint8 tensor on the renders' device; the renders are those of
+    :func:`render_pair_device`. The colour affine is fitted on ``samples`` random pixels per
+    frame (:func:`.colour.fit_affine_torch`), the footage is forward-warped by the left splat
+    disparity (:func:`.warp.warp_right`, all frames' rows at once: the warp is horizontal) and
+    its holes filled from the background side (:func:`.fill.inpaint_background_torch`).
+    Returns the right eyes (B, H, W, 3) uint8, the disparity (B, H, W) and the mask of pixels
+    where the splats are not opaque (B, H, W), all on the device.
+    """
+    import torch
+
+    with torch.no_grad():
+        return _compose_right_torch(footage, left_render, right_render, focal_px, interaxial, convergence,
+                                    min_alpha, samples, generator)
+
+
+def _compose_right_torch(footage, left_render, right_render, focal_px, interaxial, convergence, min_alpha,
+                         samples, generator):
+    import torch
+
+    from backend.pipelines.stereo.colour import apply_affine_torch, fit_affine_torch
+    from backend.pipelines.stereo.fill import inpaint_background_torch
+    from backend.pipelines.stereo.warp import warp_right
+
+    foot = footage.float()
+    b, h, w, _ = foot.shape
+    lr = left_render["rgb"] * 255.0
+    rr = right_render["rgb"] * 255.0
+    ra = right_render["alpha"]
+    coeffs = fit_affine_torch(lr, foot, left_render["alpha"] > min_alpha, samples=samples, generator=generator)
+    matched = apply_affine_torch(rr, coeffs)
+    disp, known = disparity_torch(left_render["depth"], focal_px, interaxial, convergence)
+    wp = warp_right(foot.reshape(b * h, w, 3), disp.reshape(b * h, w))
+    warped = inpaint_background_torch(wp.image.reshape(b, h, w, 3), wp.hole.reshape(b, h, w),
+                                      wp.z.reshape(b, h, w))
+    warped = torch.where(known[:, None, None, None], warped, foot)
+    a = ra.clamp(0.0, 1.0)[..., None]
+    out = torch.where(a >= min_alpha, matched, a * matched + (1 - a) * warped)
+    return out.round().clamp(0, 255).to(torch.uint8), disp, ra < min_alpha
+
+
+def _scene_device(name) -> str:
+    """The torch device scene stereo renders on: ``auto`` is CUDA when there is one, ``numpy`` the CPU."""
+    if name in (None, "", "auto"):
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cpu" if name == "numpy" else str(name)
+
+
+def _use_torch_compose(mode: str, device: str) -> bool:
+    """Compose on the device (torch) on CUDA, with numpy on the CPU; ``mode`` torch/numpy forces one."""
+    if mode not in ("auto", "torch", "numpy"):
+        raise JobError(f"stereo: scene compose must be auto, torch or numpy, got {mode!r}", "bad_params")
+    if mode == "auto":
+        return str(device).startswith("cuda")
+    return mode == "torch"
+
+
 def run_scene_stereo(p: dict, out_dir: Path, progress: Progress):
     """The ``stereo`` job's scene method (called by backend.jobs.stereo.run)."""
     from shared_protocol import camera_file
@@ -130,8 +244,8 @@ def run_scene_stereo(p: dict, out_dir: Path, progress: Progress):
     by_source = {str(f["source"]): f for f in doc["frames"] if f.get("registered", True)}
     info = probe(p["input"])
     src_size = (int(doc["width"]), int(doc["height"]))
-    device = p.get("device") or "cpu"
-    device = "cpu" if device in ("numpy", "auto") else device
+    device = _scene_device(p.get("device"))
+    use_torch = _use_torch_compose(p.get("scene_compose", "auto"), device)
     interaxial = float(p.get("interaxial", 0.065))
     convergence = p.get("convergence")
     total = info.frame_count if not p.get("max_frames") else min(info.frame_count, int(p["max_frames"]))
@@ -143,8 +257,66 @@ def run_scene_stereo(p: dict, out_dir: Path, progress: Progress):
     conv = convergence
     t0 = time.monotonic()
 
+    state = {}
+
+    def flush_device(writer):
+        """Render both eyes and compose the batch on the device; only uint8 frames come back."""
+        import torch
+
+        from backend.pipelines.render import cameras_from_arrays, render_views_device, splats_to_tensors
+
+        nonlocal missing, conv
+        cams = [f for _, _, f in batch if f is not None]
+        eyes = disp = hole = None
+        if cams:
+            dev = torch.device(device)
+            if "gaussians" not in state:
+                state["gaussians"] = splats_to_tensors(splats, dev)
+                state["generator"] = torch.Generator(device=dev).manual_seed(0)
+            mw = [f["matrix_world"] for f in cams]
+            fl = [f["focal_px"] for f in cams]
+            pp = [f["principal_point_px"] for f in cams]
+            if conv is None:  # default: the median splat depth of the first rendered frame
+                left = render_views_device(splats, cameras_from_arrays(mw, fl, pp, info.width, info.height,
+                                                                       src_size),
+                                           device=dev, gaussians=state["gaussians"])
+                z = left["depth"][0].cpu().numpy()
+                z = z[np.isfinite(z)]
+                conv = float(np.median(z)) if z.size else None
+                mw_r, pp_r = right_eye_cameras(mw, fl, pp, interaxial, conv)
+                right = render_views_device(splats, cameras_from_arrays(mw_r, fl, pp_r, info.width, info.height,
+                                                                        src_size),
+                                            device=dev, gaussians=state["gaussians"])
+            else:
+                left, right = render_pair_device(splats, mw, fl, pp, info.width, info.height, src_size,
+                                                 interaxial, conv, dev, gaussians=state["gaussians"])
+            footage = torch.from_numpy(np.stack([rgb for _, rgb, f in batch if f is not None])).to(dev)
+            focal = [float(f["focal_px"]) * scale for f in cams]
+            eyes, disp, hole = compose_right_torch(footage, left, right, focal, interaxial, conv,
+                                                   generator=state["generator"])
+            eyes = eyes.cpu().numpy()
+            if p.get("debug_grid"):
+                disp, hole = disp.cpu().numpy(), hole.cpu().numpy()
+        k = 0
+        for _, rgb, f in batch:
+            if f is None:
+                missing += 1
+                right_eye, d, ho = rgb, np.zeros(rgb.shape[:2], np.float32), np.zeros(rgb.shape[:2], bool)
+            else:
+                right_eye = eyes[k]
+                d, ho = (disp[k], hole[k]) if p.get("debug_grid") else (None, None)
+                k += 1
+            if p.get("debug_grid"):
+                frame = debug_grid(rgb, d, ho, right_eye)
+            else:
+                frame = compose(rgb, right_eye, p.get("layout", "sbs"), p.get("anaglyph", "dubois"))
+            writer.write(frame)
+        batch.clear()
+
     def flush(writer):
         nonlocal missing, conv
+        if use_torch:
+            return flush_device(writer)
         cams = [f for _, _, f in batch if f is not None]
         if cams:
             from backend.pipelines.render import cameras_from_arrays, render_views
@@ -188,7 +360,8 @@ def run_scene_stereo(p: dict, out_dir: Path, progress: Progress):
             flush(writer)
     elapsed = time.monotonic() - t0
     summary = {"method": "scene", "frames": n, "frames_without_camera": missing, "fps": round(fps, 4),
-               "interaxial": interaxial, "convergence": conv, "cameras": str(cam_path),
+               "interaxial": interaxial, "convergence": conv, "cameras": str(cam_path), "device": device,
+               "compose": "torch" if use_torch else "numpy",
                "layout": "debug-grid" if p.get("debug_grid") else p.get("layout", "sbs"),
                "audio": bool(writer.audio_codec), "seconds": round(elapsed, 3),
                "frames_per_second": round(n / elapsed, 3) if elapsed > 0 else None}
