@@ -124,13 +124,22 @@ def solve(input_path: str | Path, options: SolveOptions | None = None,
     return sol
 
 
+# Frames decoded ahead of the tracker: 8 image decoders outpace any tracker, and 16 frames
+# ahead bound the memory (a 4K RGB frame is 25 MB).
+MAX_DECODE_THREADS = 8
+
+
+def _decode_threads(opts: SolveOptions) -> int:
+    return max(1, min(opts.threads, MAX_DECODE_THREADS))
+
+
 def _decode(path, opts, matcher, info, size, expected, prog):
     """Stream the frames once: KLT tracks (for SIFT only the frames' identities and texture)."""
     sw, sh = size
     tracker = KLTTracker((info.width, info.height), (sw, sh), max_corners=opts.max_corners)
     sources: list[str] = []
     frames = iter_frames(path, opts.start, opts.stop, opts.stride, opts.max_frames, opts.max_size,
-                         threads=max(1, opts.threads))
+                         threads=_decode_threads(opts))
     with closing(frames):
         for n, (index, source, rgb) in enumerate(frames):
             if rgb.shape[1] != sw or rgb.shape[0] != sh:
@@ -213,7 +222,7 @@ def _solve_sift(path, n, info, opts, prog, stats, timings, px_scale, name):
     t = time.perf_counter()
     camera = sfm.make_camera(info.width, info.height, opts.focal_px)
     reader = iter_frames(path, opts.start, opts.stop, opts.stride, opts.max_frames, opts.max_size,
-                         threads=max(1, opts.threads))
+                         threads=_decode_threads(opts))
     with closing(reader):
         frames = ((pos, rgb) for pos, (_, _, rgb) in enumerate(reader))
         rec, colours = sfm.solve_sift(frames, (info.width, info.height), camera,
