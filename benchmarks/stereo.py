@@ -170,8 +170,8 @@ def scene(clip_dir: Path, reconstruction: Path, device: str, batch: int = 8, cpu
     frames when given). On a torch device (``device_path``): ``batch`` frames at a time stay on
     the device from render to the uint8 right eye (``render_pair_device``,
     ``compose_right_torch``); timed are rendering both eyes alone, composing alone (per frame),
-    and end to end (footage upload, render, compose, uint8 download), each after a warm-up
-    batch. Reading the footage from disk is outside every timing.
+    and end to end as the stereo job runs it (``DeviceStereo.right_eyes``: footage upload,
+    render, compose, uint8 download), each after a warm-up batch. Reading the footage from disk is outside every timing.
     """
     from shared_protocol import camera_file
 
@@ -232,7 +232,7 @@ def scene_device(splats, footage, gts, mw, fl, pp, w, h, B, device: str, batch: 
     import torch
 
     from backend.pipelines.render import splats_to_tensors
-    from backend.pipelines.stereo.scene import compose_right_torch, render_pair_device
+    from backend.pipelines.stereo.scene import DeviceStereo, compose_right_torch, render_pair_device
 
     dev = torch.device(device)
     g = splats_to_tensors(splats, dev)
@@ -263,12 +263,13 @@ def scene_device(splats, footage, gts, mw, fl, pp, w, h, B, device: str, batch: 
         _sync(device)
         per_frame += [(time.perf_counter() - t1) / (b - a)] * (b - a)
     del left, right
-    gen = torch.Generator(device=dev).manual_seed(0)
+    stereo = DeviceStereo(splats, w, h, (w, h), B, device)  # what the stereo job runs per batch
+    stereo.right_eyes(footage[:batch], mw[:batch], fl[:batch], pp[:batch], None)  # warm-up (pinned buffers)
     eyes = []
     _sync(device)
     t0 = time.perf_counter()
     for a, b in spans:
-        eyes.extend(compose(a, b, *render(a, b), gen).cpu().numpy())
+        eyes.extend(stereo.right_eyes(footage[a:b], mw[a:b], fl[a:b], pp[a:b], None))
     e2e_s = time.perf_counter() - t0
     p_eye = [psnr(e, gt) for e, gt in zip(eyes, gts)]
     s_eye = [ssim(e, gt) for e, gt in zip(eyes, gts)]

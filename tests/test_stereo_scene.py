@@ -213,6 +213,27 @@ def test_scene_stereo_job_torch_compose_matches_numpy_compose(tmp_path):
         assert psnr(a.astype(float), b.astype(float)) > 45
 
 
+def test_scene_stereo_job_torch_compose_debug_grid(tmp_path):
+    """The device path's debug grid shows the same disparity and non-opaque mask as the numpy path's."""
+    pytest.importorskip("torch")
+    import imageio_ffmpeg
+
+    from backend.jobs import stereo as job
+    from backend.progress import Progress
+
+    recon, video, _ = _scene_fixture(tmp_path, frames=1)
+    grids = []
+    for mode in ("numpy", "torch"):
+        job.run({"input": str(video), "reconstruction": str(recon), "method": "scene", "interaxial": 0.1,
+                 "convergence": 3.0, "device": "cpu", "scene_compose": mode, "debug_grid": True, "crf": 0},
+                tmp_path / mode, Progress())
+        gen = imageio_ffmpeg.read_frames(str(tmp_path / mode / "stereo.mp4"))
+        meta = next(gen)
+        w, h = meta["size"]
+        grids.append(np.frombuffer(next(gen), np.uint8).reshape(h, w, 3).astype(int))
+    assert np.abs(grids[0] - grids[1]).mean() < 1.0
+
+
 def _layered_splats(opacity_strip: float | None):
     """A textured wall at 4 m (80x60 splats) and a sharp-edged panel at 1.6 m in front of it; with
     ``opacity_strip`` the wall splats with x in (-0.6, 0.4) m get that (pre-sigmoid) opacity."""
@@ -300,6 +321,11 @@ def test_torch_colour_fit_recovers_a_known_affine_despite_outliers():
     ref_fit = fit_affine(src[0], ref[0], mask[0])  # the numpy fit on every mask pixel
     np.testing.assert_allclose(cf[0, :, 0], ref_fit[:, 0], atol=2e-3)
     np.testing.assert_allclose(cf[0, :, 1], ref_fit[:, 1], atol=0.3)
+    # with no fewer samples than pixels the fit uses every pixel: the numpy fit's data exactly
+    # (float32 inputs; the robust threshold uses the lower median, numpy the mid-point)
+    every = fit_affine_torch(s[0], r[0], m[0], samples=s[0, ..., 0].numel()).numpy()
+    np.testing.assert_allclose(every[:, 0], ref_fit[:, 0], atol=1e-4)
+    np.testing.assert_allclose(every[:, 1], ref_fit[:, 1], atol=1e-2)
     # one image (H, W, C) and the application, clipped to 0..255
     one = fit_affine_torch(s[0], r[0], m[0], samples=4096, generator=torch.Generator().manual_seed(0))
     np.testing.assert_allclose(one.numpy(), cf[0], atol=1e-3, rtol=0)

@@ -65,7 +65,8 @@ def fit_affine_torch(src, ref, mask, samples: int = 1 << 17, passes: int = 5, mi
     """:func:`fit_affine` for batches of torch tensors, on a random subsample of the pixels.
 
     ``src``/``ref`` (B, H, W, C) or (H, W, C), ``mask`` (B, H, W) or (H, W) bool. ``samples``
-    pixels per image are drawn uniformly (with replacement) and those on ``mask`` enter the
+    pixels per image are drawn uniformly (with replacement; every pixel when the image has no
+    more than that) and those on ``mask`` enter the
     same robust least squares as :func:`fit_affine` (per channel gain/offset, refitted without
     residuals beyond 3 robust standard deviations). An image with fewer than ``min_pixels``
     mask pixels gets the identity (gain 1, offset 0). Returns (B, C, 2) (or (C, 2)) float64.
@@ -81,7 +82,10 @@ def fit_affine_torch(src, ref, mask, samples: int = 1 << 17, passes: int = 5, mi
     b, h, w, c = src.shape
     n = h * w
     dev = src.device
-    idx = torch.randint(n, (b, samples), device=dev, generator=generator)
+    if n <= samples:  # every pixel once
+        idx = torch.arange(n, device=dev).expand(b, n)
+    else:
+        idx = torch.randint(n, (b, samples), device=dev, generator=generator)
     take = lambda a: a.reshape(b, n, c).gather(1, idx[..., None].expand(-1, -1, c)).double()  # noqa: E731
     x, y = take(src), take(ref)
     wt = mask.reshape(b, n).gather(1, idx).double()[..., None].expand(-1, -1, c).clone()

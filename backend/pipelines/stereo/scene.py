@@ -203,6 +203,76 @@ def _compose_right_torch(footage, left_render, right_render, focal_px, interaxia
     return out.round().clamp(0, 255).to(torch.uint8), disp, ra < min_alpha
 
 
+class DeviceStereo:
+    """Right eyes for batches of frames on a torch device, from splats to uint8.
+
+    The splats are uploaded once; each :meth:`right_eyes` call renders both eyes of its frames
+    (:func:`render_pair_device`), composes on the device (:func:`compose_right_torch`) and
+    copies back only the uint8 right eyes. On CUDA the footage goes up and the eyes come down
+    through page-locked buffers (several times the bandwidth of pageable memory).
+    """
+
+    def __init__(self, splats, width: int, height: int, src_size: tuple[int, int], interaxial: float,
+                 device: str = "cuda", seed: int = 0):
+        import torch
+
+        from backend.pipelines.render import splats_to_tensors
+
+        self.splats, self.width, self.height, self.src_size = splats, int(width), int(height), src_size
+        self.interaxial = float(interaxial)
+        self.device = torch.device(device)
+        self.gaussians = splats_to_tensors(splats, self.device)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self._pin = self.device.type == "cuda"
+        self._up = self._down = None
+
+    def _buffer(self, which: str, n: int):
+        import torch
+
+        buf = getattr(self, which)
+        if buf is None or buf.shape[0] < n:
+            buf = torch.empty((n, self.height, self.width, 3), dtype=torch.uint8, pin_memory=self._pin)
+            setattr(self, which, buf)
+        return buf[:n]
+
+    def median_depth(self, matrix_world, focal_px, principal_point_px) -> float | None:
+        """Median finite splat depth of the first given camera (the default convergence distance)."""
+        from backend.pipelines.render import cameras_from_arrays, render_views_device
+
+        cams = cameras_from_arrays(np.asarray(matrix_world, np.float64).reshape(-1, 4, 4)[:1],
+                                   np.ravel(focal_px)[:1], np.reshape(principal_point_px, (-1, 2))[:1],
+                                   self.width, self.height, self.src_size)
+        z = render_views_device(self.splats, cams, self.device, gaussians=self.gaussians)["depth"][0].cpu().numpy()
+        z = z[np.isfinite(z)]
+        return float(np.median(z)) if z.size else None
+
+    def right_eyes(self, footage, matrix_world, focal_px, principal_point_px, convergence: float | None,
+                   focal_scale: float = 1.0, maps: bool = False):
+        """Right eyes (N, H, W, 3) uint8 of the frames ``footage`` (N RGB uint8 images) seen by the
+        given cameras (intrinsics at ``src_size``); with ``maps`` also the disparity and the
+        non-opaque mask (numpy). ``convergence`` None means parallel cameras."""
+        import torch
+
+        n = len(footage)
+        up = self._buffer("_up", n)
+        np.stack(footage, out=up.numpy())
+        foot = up.to(self.device, non_blocking=self._pin)
+        left, right = render_pair_device(self.splats, matrix_world, focal_px, principal_point_px, self.width,
+                                         self.height, self.src_size, self.interaxial, convergence, self.device,
+                                         gaussians=self.gaussians)
+        focal = [float(f) * focal_scale for f in np.ravel(focal_px)]
+        eyes, disp, hole = compose_right_torch(foot, left, right, focal, self.interaxial, convergence,
+                                               generator=self.generator)
+        down = self._buffer("_down", n)
+        down.copy_(eyes, non_blocking=self._pin)
+        if self._pin:
+            torch.cuda.current_stream(self.device).synchronize()
+        out = down.numpy().copy()
+        if maps:
+            return out, disp.cpu().numpy(), hole.cpu().numpy()
+        return out
+
+
 def _scene_device(name) -> str:
     """The torch device scene stereo renders on: ``auto`` is CUDA when there is one, ``numpy`` the CPU."""
     if name in (None, "", "auto"):
@@ -261,42 +331,21 @@ def run_scene_stereo(p: dict, out_dir: Path, progress: Progress):
 
     def flush_device(writer):
         """Render both eyes and compose the batch on the device; only uint8 frames come back."""
-        import torch
-
-        from backend.pipelines.render import cameras_from_arrays, render_views_device, splats_to_tensors
-
         nonlocal missing, conv
         cams = [f for _, _, f in batch if f is not None]
         eyes = disp = hole = None
         if cams:
-            dev = torch.device(device)
-            if "gaussians" not in state:
-                state["gaussians"] = splats_to_tensors(splats, dev)
-                state["generator"] = torch.Generator(device=dev).manual_seed(0)
+            if "stereo" not in state:
+                state["stereo"] = DeviceStereo(splats, info.width, info.height, src_size, interaxial, device)
+            ds = state["stereo"]
             mw = [f["matrix_world"] for f in cams]
             fl = [f["focal_px"] for f in cams]
             pp = [f["principal_point_px"] for f in cams]
-            if conv is None:  # default: the median splat depth of the first rendered frame
-                left = render_views_device(splats, cameras_from_arrays(mw, fl, pp, info.width, info.height,
-                                                                       src_size),
-                                           device=dev, gaussians=state["gaussians"])
-                z = left["depth"][0].cpu().numpy()
-                z = z[np.isfinite(z)]
-                conv = float(np.median(z)) if z.size else None
-                mw_r, pp_r = right_eye_cameras(mw, fl, pp, interaxial, conv)
-                right = render_views_device(splats, cameras_from_arrays(mw_r, fl, pp_r, info.width, info.height,
-                                                                        src_size),
-                                            device=dev, gaussians=state["gaussians"])
-            else:
-                left, right = render_pair_device(splats, mw, fl, pp, info.width, info.height, src_size,
-                                                 interaxial, conv, dev, gaussians=state["gaussians"])
-            footage = torch.from_numpy(np.stack([rgb for _, rgb, f in batch if f is not None])).to(dev)
-            focal = [float(f["focal_px"]) * scale for f in cams]
-            eyes, disp, hole = compose_right_torch(footage, left, right, focal, interaxial, conv,
-                                                   generator=state["generator"])
-            eyes = eyes.cpu().numpy()
-            if p.get("debug_grid"):
-                disp, hole = disp.cpu().numpy(), hole.cpu().numpy()
+            if conv is None and "conv" not in state:  # default: the median splat depth of the first frame
+                conv = state["conv"] = ds.median_depth(mw, fl, pp)
+            res = ds.right_eyes([rgb for _, rgb, f in batch if f is not None], mw, fl, pp, conv, scale,
+                                maps=bool(p.get("debug_grid")))
+            eyes, disp, hole = res if p.get("debug_grid") else (res, None, None)
         k = 0
         for _, rgb, f in batch:
             if f is None:
