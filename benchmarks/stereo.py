@@ -333,12 +333,12 @@ def to_markdown(r: dict) -> str:
                   f"composing the right eye (colour match, warp and fill where the splats are not opaque) "
                   f"takes a median {1000 * sc['compose_right_eye_s_median']:.0f} ms on the CPU; end to end "
                   f"{sc['end_to_end_frames_per_second']:.1f} frames/s"
-                  + (f" (compose measured on the first {sc['cpu_frames']} frames)." if sc.get("cpu_frames", sc["frames"])
-                     < sc["frames"] else ".")]
+                  + (f" (compose measured on the first {sc['cpu_frames']} frames)."
+                     if sc.get("cpu_frames", sc["frames"]) < sc["frames"] else ".")]
         dp = sc.get("device_path")
         if dp:
-            lines += ["", f"Device-resident path on `{sc['device']}` ({dp['batch_frames']} frames per batch, render to "
-                      f"uint8 right eye on the device): right-eye PSNR {dp['right_eye_psnr']:.2f} dB, SSIM "
+            lines += ["", f"Device-resident path on `{sc['device']}` ({dp['batch_frames']} frames per batch, "
+                      f"render to uint8 right eye on the device): right-eye PSNR {dp['right_eye_psnr']:.2f} dB, SSIM "
                       f"{dp['right_eye_ssim']:.3f}; both eyes rendered at "
                       f"{dp['render_both_eyes_frames_per_second']:.1f} frames/s; composing takes a median "
                       f"{dp['compose_right_eye_ms_median']:.1f} ms per frame; end to end (footage upload, render, "

@@ -254,35 +254,40 @@ def _layered_splats(opacity_strip: float | None):
                   sh0=(rng.uniform(0.1, 0.9, (n, 3)) - 0.5) / SH_C0)
 
 
-def test_torch_compose_matches_numpy_compose():
+def _check_torch_compose_against_numpy(device: str):
     """Footage is a known colour affine of the renders of the complete scene; the composer's splats
     have a translucent strip of wall beside the panel's disocclusion, so the colour fit, the
-    blend, the warp and its hole fill all enter."""
-    torch = pytest.importorskip("torch")
+    blend, the warp and its hole fill all enter. The device path (``compose_right_torch``, and
+    ``DeviceStereo`` as the job runs it) against the numpy ``compose_right`` on the same renders."""
+    import torch
+
     from backend.evaluation.image_metrics import psnr
-    from backend.pipelines.stereo.scene import compose_right, compose_right_torch, render_pair, render_pair_device
+    from backend.pipelines.stereo.scene import (DeviceStereo, compose_right, compose_right_torch, render_pair,
+                                                render_pair_device)
     from backend.pipelines.stereo.warp import warp_right
 
     w, h, f, b, zc = 128, 96, 90.0, 0.25, 3.0
     mws = [np.eye(4), np.eye(4)]
     mws[1][0, 3] = 0.04
     args = ([f, f], [[w / 2, h / 2]] * 2, w, h, (w, h), b, zc)
-    full_l, full_r = render_pair(_layered_splats(None), mws, *args)
+    full_l, full_r = render_pair(_layered_splats(None), mws, *args, device=device)
     affine = lambda x: np.clip(np.rint(0.8 * 255 * x + 20), 0, 255).astype(np.uint8)  # noqa: E731
     part = _layered_splats(-1.0)
-    left, right = render_pair(part, mws, *args)
-    left_d, right_d = render_pair_device(part, mws, *args)
-    for k in ("rgb", "alpha", "depth"):  # the device variant renders the same maps
-        np.testing.assert_array_equal(left_d[k].numpy(), left[k])
-        np.testing.assert_array_equal(right_d[k].numpy(), right[k])
+    left, right = render_pair(part, mws, *args, device=device)
+    left_d, right_d = render_pair_device(part, mws, *args, device=device)
+    for k in ("rgb", "alpha", "depth"):  # the device variant renders the same maps (other camera batches)
+        np.testing.assert_allclose(left_d[k].cpu().numpy(), left[k], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(right_d[k].cpu().numpy(), right[k], rtol=1e-6, atol=1e-6)
     footage = np.stack([affine(x) for x in full_l["rgb"]])
-    eyes, disp, hole = compose_right_torch(torch.from_numpy(footage), left_d, right_d, [f, f], b, zc,
-                                           generator=torch.Generator().manual_seed(0))
+    eyes, disp, hole = compose_right_torch(torch.from_numpy(footage).to(device), left_d, right_d, [f, f], b, zc,
+                                           generator=torch.Generator(device=device).manual_seed(0))
+    job_eyes = DeviceStereo(part, w, h, (w, h), b, device).right_eyes(list(footage), mws, [f, f], args[1], zc)
     for i in range(2):
         eye_np, disp_np, hole_np = compose_right(footage[i], left, right, i, f, b, zc)
-        eye = eyes[i].numpy()
-        np.testing.assert_array_equal(hole[i].numpy(), hole_np)
-        np.testing.assert_allclose(disp[i].numpy(), disp_np, rtol=1e-6)
+        eye = eyes[i].cpu().numpy()
+        np.testing.assert_array_equal(job_eyes[i], eye)
+        np.testing.assert_array_equal(hole[i].cpu().numpy(), hole_np)
+        np.testing.assert_allclose(disp[i].cpu().numpy(), disp_np, rtol=1e-6)
         assert 0.05 < hole_np.mean() < 0.5  # the translucent strip is a real share of the frame
         warp_holes = warp_right(footage[i].astype(np.float32), disp_np).hole
         assert (warp_holes & hole_np).sum() >= 10  # the fills differ there
@@ -295,6 +300,19 @@ def test_torch_compose_matches_numpy_compose():
         truth = affine(full_r["rgb"][i])
         assert psnr(eye, truth, mask=hole_np) > psnr(eye_np, truth, mask=hole_np) - 0.2
         assert psnr(eye, truth) > psnr(right["rgb"][i] * 255, truth) + 3  # the composite beats the raw render
+
+
+def test_torch_compose_matches_numpy_compose():
+    pytest.importorskip("torch")
+    _check_torch_compose_against_numpy("cpu")
+
+
+@pytest.mark.gpu
+def test_cuda_compose_matches_numpy_compose():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    _check_torch_compose_against_numpy("cuda")
 
 
 def test_torch_colour_fit_recovers_a_known_affine_despite_outliers():

@@ -114,7 +114,6 @@ def compose_right(footage: np.ndarray, left_render: dict, right_render: dict, i:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8), disp, ra < min_alpha
 
 
-
 def render_pair_device(splats, matrix_world, focal_px, principal_point_px, width: int, height: int,
                        src_size: tuple[int, int], interaxial: float, convergence: float | None,
                        device: str = "cpu", gaussians=None, batch: int = 16):
