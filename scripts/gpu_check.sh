@@ -37,4 +37,4 @@ assert abs(peak - 0.9 * 2.718281828 ** (-0.25 / 6.55)) < 1e-3
 PY
 
 echo "== GPU tests"
-"$PY" -m pytest -m gpu -q -s -p no:cacheprovider tests/test_reconstruct_gpu.py "$@"
+"$PY" -m pytest -m gpu -q -s -p no:cacheprovider tests/test_reconstruct_gpu.py tests/test_stereo_scene.py "$@"

@@ -112,6 +112,8 @@ def handle_event(ev: LinkEvent) -> None:
     elif ev.kind == "error":
         view.status = "error"
         msg = ev.content.get("message", "failed")
+        if msg.startswith(f"{view.kind}: "):  # the backend names the job kind; the label already does
+            msg = msg[len(view.kind) + 2:]
         hint = ev.content.get("hint")
         view.message = msg + (f" ({hint})" if hint else "")
         _report("ERROR", f"{view.label}: {view.message}")
