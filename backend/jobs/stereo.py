@@ -24,7 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from backend.pipelines.stereo.layouts import LAYOUTS
     from backend.pipelines.stereo.pipeline import FILLS
 
-    p.add_argument("input", type=Path, help="video file or image folder (the left eye)")
+    p.add_argument("input", type=Path,
+                   help="video file or image folder (the left eye), or a camera path (cameras.json or nerfstudio "
+                        "camera_path.json) whose both eyes are rendered from --reconstruction")
     p.add_argument("--layout", choices=LAYOUTS, default="sbs", help="output layout (default: sbs)")
     p.add_argument("--anaglyph", choices=("dubois", "simple"), default="dubois",
                    help="anaglyph colour method (default: dubois)")
@@ -156,6 +158,13 @@ def run(params: dict, out_dir: Path, progress: Progress) -> JobResult:
     from backend.pipelines.stereo.pipeline import WarpSettings, depth_warp_stereo
 
     p = _validate(params)
+    from backend.pipelines.stereo.novel_path import is_camera_path, run_novel_path_stereo
+
+    if is_camera_path(p["input"]):
+        if p.get("method", "auto") == "warp":
+            raise JobError(f"stereo: {p['input']} is a camera path, not footage: the warp method needs footage",
+                           "bad_params")
+        return run_novel_path_stereo(p, out_dir, progress)
     method = _method(p)
     if method == "scene":
         from backend.pipelines.stereo.scene import run_scene_stereo
