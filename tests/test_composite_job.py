@@ -102,3 +102,46 @@ def test_audio_of_the_footage_is_kept(preview_run, tmp_path, capsys):
     assert "frames_rendered: 0" in text and "audio: True" in text
     assert audio_codec(out) == "aac"
     assert probe(out).frame_count == 48
+
+
+def test_novel_camera_path_renders_over_the_splats(preview_run):
+    """--camera-path: the solve's world seen along an orbit about the product; the background is
+    the splat render, the product sits at its anchor's projection through the path camera."""
+    import json
+
+    from blender_addon.camera_paths import orbit, write_nerfstudio
+    from shared_protocol import camera_file
+
+    from backend.pipelines.composite.placement import PinholeCamera
+
+    _, _, tmp = preview_run
+    work = tmp / "work"
+    spec = json.loads(next(work.glob("shot-*/spec.json")).read_text())
+    anchor = np.array(spec["anchor"])
+    doc = camera_file.read(work / "solve" / "cameras.json")
+    cam0 = np.array(doc["frames"][0]["matrix_world"])
+    path = orbit(anchor, cam0[:3, 3], 3, degrees=-20.0, axis=(0, 0, 1), focal_px=doc["frames"][0]["focal_px"],
+                 width=doc["width"], height=doc["height"], fps=12.0)
+    cp = write_nerfstudio(path, tmp / "camera_path.json")
+    out = tmp / "path" / "orbit.mp4"
+    code = cli(["composite", str(CLIP), str(PRODUCT), "-o", str(out), "--preview", "--steps", "8",
+                "--work-dir", str(work), "--camera-path", str(cp)])
+    assert code == 0
+    got = probe(out)
+    assert got.frame_count == 3 and abs(got.fps - 12.0) < 1e-6
+    shot = [d for d in work.glob("shot-*") if (d / "background" / "000002.png").is_file()
+            and not (d / "background" / "000047.png").exists()]
+    assert len(shot) == 1
+    for i, (_, _, rgb) in enumerate(iter_frames(out)):
+        h, w = 135, 240
+        rgb = rgb[:h].astype(int)
+        splat_bg = cv2.cvtColor(cv2.imread(str(shot[0] / "background" / f"{i:06d}.png")), cv2.COLOR_BGR2RGB)
+        diff = np.abs(rgb - splat_bg.astype(int)).max(2) > 40
+        ys, xs = np.nonzero(diff)
+        assert len(ys) > 20  # the product over the splat background, nothing else changed much
+        cam = PinholeCamera.from_frame({"matrix_world": path.matrices[i].tolist(), "focal_px": path.focal_px[i],
+                                        "principal_point_px": [doc["width"] / 2, doc["height"] / 2]})
+        u, v = cam.project(anchor)[0][0]
+        s = w / doc["width"]
+        # the anchor is the product's base: its column is the product's, its row the bottom of it
+        assert abs(np.median(xs) - u * s) < 12 and abs(ys.max() - v * s) < 12

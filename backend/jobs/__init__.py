@@ -77,4 +77,5 @@ register(JobKind("stereo", "backend.jobs.stereo:run",
                  path_params=("input", "reconstruction", "depth", "cameras", "weights"), device="gpu"))
 register(JobKind("composite", "backend.jobs.composite:run",
                  "Product GLB composited into footage.",
-                 path_params=("video", "product", "solve", "reconstruction", "work_dir"), device="gpu"))
+                 path_params=("video", "product", "solve", "reconstruction", "work_dir", "camera_path"),
+                 device="gpu"))

@@ -54,6 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="turn the environment map about +Z (default 0)")
     p.add_argument("--solve", type=Path, help="reuse this camera-solve folder (cameras.json) instead of solving")
     p.add_argument("--reconstruction", type=Path, help="reuse this reconstruction folder (splats.ply)")
+    p.add_argument("--camera-path", type=Path, metavar="JSON",
+                   help="render along this novel camera path (cameras.json or nerfstudio camera_path.json, in the "
+                        "solve's world) with the splat render as the background, instead of the footage's cameras")
     p.add_argument("--work-dir", type=Path, help="where intermediate results and frames are kept (default: cache)")
     p.add_argument("--max-frames", type=int, help="composite only the first N frames")
     p.add_argument("--crf", type=int, default=18, help="H.264 quality (default 18)")
@@ -89,7 +92,7 @@ def params_from_args(args: argparse.Namespace) -> dict:
             "env_rotation": args.env_rotation, "solve": path(args.solve), "reconstruction": path(args.reconstruction),
             "work_dir": path(args.work_dir), "max_frames": args.max_frames, "crf": args.crf,
             "stereo": args.stereo, "interaxial": args.interaxial, "convergence": args.convergence,
-            "anaglyph": args.anaglyph}
+            "anaglyph": args.anaglyph, "camera_path": path(args.camera_path)}
 
 
 def _bad(msg: str) -> JobError:
@@ -145,6 +148,9 @@ def request_from_params(params: dict):
     for key in ("solve", "reconstruction", "work_dir"):
         if params.get(key) is not None and not isinstance(params[key], str):
             raise _bad(f"{key} must be a folder path")
+    cam_path = params.get("camera_path")
+    if cam_path is not None and (not isinstance(cam_path, str) or not Path(cam_path).is_file()):
+        raise JobError(f"composite: camera_path file not found: {cam_path}", "bad_input")
     for key in ("solve", "reconstruction"):
         if params.get(key) and not Path(params[key]).is_dir():
             raise JobError(f"composite: {key} folder not found: {params[key]}", "bad_input")
@@ -168,7 +174,8 @@ def request_from_params(params: dict):
         solve_dir=Path(params["solve"]) if params.get("solve") else None,
         reconstruction=Path(params["reconstruction"]) if params.get("reconstruction") else None,
         work_dir=Path(params["work_dir"]) if params.get("work_dir") else None,
-        max_frames=_int(params, "max_frames", 1, 10_000_000), stereo=_stereo(params))
+        max_frames=_int(params, "max_frames", 1, 10_000_000), stereo=_stereo(params),
+        camera_path=Path(cam_path) if cam_path else None)
 
 
 def _stereo(params: dict):

@@ -80,3 +80,39 @@ def write_depths(splats_path: str | Path, cameras_path: str | Path, folder: Path
         if progress is not None:
             progress.update((a + len(sel)) / len(todo), f"splat depth {a + len(sel)}/{len(todo)}")
     return paths
+
+
+def write_path_layers(splats_path: str | Path, cameras_path: str | Path, folder: Path, size: tuple[int, int],
+                      device: str = "cpu", batch: int = 8, progress: Progress | None = None,
+                      total: int | None = None) -> tuple[list[Path], dict[int, Path]]:
+    """For a novel camera path (no footage): the splat render as the background
+    (``background/%06d.png``) and its depth (``depth/%06d.exr``) for the first ``total`` cameras
+    of ``cameras_path``, from one render per frame. Returns (backgrounds, ``{frame: depth}``)."""
+    import cv2
+
+    from backend.pipelines.render import cameras_from_json, render_views
+    from backend.pipelines.render.writers import write_exr
+    from backend.pipelines.splats_io import load_splats
+
+    w, h = size
+    cams = cameras_from_json(cameras_path, w, h)
+    n = len(cams.names) if total is None else min(total, len(cams.names))
+    bg, dp = folder / "background", folder / "depth"
+    bg.mkdir(parents=True, exist_ok=True)
+    dp.mkdir(parents=True, exist_ok=True)
+    backgrounds = [bg / f"{i:06d}.png" for i in range(n)]
+    depths = {i: dp / f"{i:06d}.exr" for i in range(n)}
+    todo = [i for i in range(n) if not (backgrounds[i].exists() and depths[i].exists())]
+    splats = load_splats(splats_path) if todo else None
+    for a in range(0, len(todo), batch):
+        sel = todo[a:a + batch]
+        sub = type(cams)(cams.viewmats[sel], cams.Ks[sel], cams.width, cams.height, [cams.names[i] for i in sel])
+        out = render_views(splats, sub, device=device, batch=batch)
+        for j, i in enumerate(sel):
+            rgb = np.clip(np.rint(out["rgb"][j] * 255.0), 0, 255).astype(np.uint8)
+            _atomic(backgrounds[i], lambda p, rgb=rgb: cv2.imwrite(str(p), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)))
+            d = np.where(np.isfinite(out["depth"][j]), out["depth"][j], FAR).astype(np.float32)
+            _atomic(depths[i], lambda p, d=d: write_exr(p, {"R": d, "G": d, "B": d}))
+        if progress is not None:
+            progress.update((a + len(sel)) / len(todo), f"splat layers {a + len(sel)}/{len(todo)}")
+    return backgrounds, depths

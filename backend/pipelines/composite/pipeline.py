@@ -30,7 +30,7 @@ from . import stereo as stereo_mod
 from .blender import run_shot
 from .envmap import render_envmap
 from .inputs import check_product, check_video
-from .layers import write_backgrounds, write_depths
+from .layers import write_backgrounds, write_depths, write_path_layers
 from .settings import CompositeSettings
 from .stereo import StereoOptions
 
@@ -51,6 +51,7 @@ class CompositeRequest:
     work_dir: Path | None = None
     max_frames: int | None = None
     stereo: StereoOptions | None = None
+    camera_path: Path | None = None
     summary: dict = field(default_factory=dict)
 
 
@@ -133,6 +134,14 @@ def composite(req: CompositeRequest, out_path: Path, progress: Progress | None =
     progress.stage("check", "checking the footage and the product")
     if req.stereo is not None:
         req.stereo.check()
+        if req.camera_path is not None:
+            raise JobError("composite: --stereo and --camera-path together are not supported; render the path "
+                           "in mono, or its splat-only stereo with `splatstage stereo PATH.json`", "bad_params")
+    path_cams = None
+    if req.camera_path is not None:
+        from backend.pipelines.render.camera_paths import load_path
+
+        path_cams = load_path(req.camera_path)
     info = check_video(req.video)
     warnings = check_product(req.product)
     work = Path(req.work_dir) if req.work_dir else default_work_dir(req.video)
@@ -159,23 +168,40 @@ def composite(req: CompositeRequest, out_path: Path, progress: Progress | None =
         raise JobError(f"composite: no splats.ply in {splats_dir}", "bad_input")
     times["reconstruct"] = time.monotonic() - t
 
-    size = s.render_size(int(doc["width"]), int(doc["height"]))
+    view_doc, view_cameras = doc, cameras_path
+    if path_cams is not None:  # a novel camera path: the splat render is the background
+        from backend.pipelines.render.camera_paths import cameras_document
+
+        view_doc = cameras_document(path_cams)
+        view_cameras = work / f"path-{_hash(view_doc)}" / "cameras.json"
+        if not view_cameras.is_file():
+            view_cameras.parent.mkdir(parents=True, exist_ok=True)
+            camera_file.write(view_cameras, view_doc)
+    size = s.render_size(int(view_doc["width"]), int(view_doc["height"]))
     shot_key = _hash({"product": _file_key(req.product), "anchor": anchor.round(9).tolist(),
                       "height": req.product_height, "rotate": req.rotate_deg, "size": size,
                       "samples": s.samples, "bounces": s.max_bounces, "denoise": s.denoise,
                       "env": [s.env_face, s.env_exposure, s.env_rotation_deg],
                       "margin": s.occlusion_margin, "splats": _file_key(splats_path),
-                      "cameras": _file_key(cameras_path)})
+                      "cameras": _file_key(view_cameras)})
     shot = work / f"shot-{shot_key}"
     shot.mkdir(parents=True, exist_ok=True)
 
     t = time.monotonic()
-    total = info.frame_count if not req.max_frames else min(info.frame_count, int(req.max_frames))
-    progress.stage("layers", f"footage and splat depth at {size[0]}x{size[1]}")
-    backgrounds = write_backgrounds(req.video, shot / "background", size, progress, total)[:total]
-    total = len(backgrounds)  # the decoder's count rules when the container's header was off
-    depths = write_depths(splats_path, cameras_path, shot / "depth", size,
-                          device="cuda" if s.device.startswith("cuda") else "cpu", progress=progress, total=total)
+    device = "cuda" if s.device.startswith("cuda") else "cpu"
+    if path_cams is not None:
+        n_path = len(path_cams.focal_px)
+        total = n_path if not req.max_frames else min(n_path, int(req.max_frames))
+        progress.stage("layers", f"splat background and depth along the camera path at {size[0]}x{size[1]}")
+        backgrounds, depths = write_path_layers(splats_path, view_cameras, shot, size, device=device,
+                                                progress=progress, total=total)
+    else:
+        total = info.frame_count if not req.max_frames else min(info.frame_count, int(req.max_frames))
+        progress.stage("layers", f"footage and splat depth at {size[0]}x{size[1]}")
+        backgrounds = write_backgrounds(req.video, shot / "background", size, progress, total)[:total]
+        total = len(backgrounds)  # the decoder's count rules when the container's header was off
+        depths = write_depths(splats_path, cameras_path, shot / "depth", size, device=device, progress=progress,
+                              total=total)
     times["layers"] = time.monotonic() - t
 
     t = time.monotonic()
@@ -190,9 +216,9 @@ def composite(req: CompositeRequest, out_path: Path, progress: Progress | None =
 
     frames = [{"index": i, "background": str(backgrounds[i]), "depth": str(depths[i]),
                "output": str(shot / "frames" / f"{i:06d}.png")} for i in range(total) if i in depths]
-    spec = {"cameras": str(cameras_path), "product": str(Path(req.product).resolve()), "anchor": anchor.tolist(),
+    spec = {"cameras": str(view_cameras), "product": str(Path(req.product).resolve()), "anchor": anchor.tolist(),
             "product_height": req.product_height, "rotate_deg": float(req.rotate_deg), "frame_offset": 1,
-            "render": {"percent": s.percent(int(doc["width"]), int(doc["height"])), "samples": s.samples,
+            "render": {"percent": s.percent(int(view_doc["width"]), int(view_doc["height"])), "samples": s.samples,
                        "denoise": s.denoise, "threads": s.threads, "max_bounces": s.max_bounces,
                        "device": "CUDA" if s.device.startswith("cuda") else "CPU"},
             "environment": {"path": str(env_path), "exposure": s.env_exposure, "rotation_deg": s.env_rotation_deg},
@@ -215,7 +241,10 @@ def composite(req: CompositeRequest, out_path: Path, progress: Progress | None =
     import cv2
 
     fps = info.fps if info.fps > 0 else float(doc.get("fps") or 24.0)
-    with VideoWriter(out_path, fps, audio_from=None if info.is_image_folder else req.video, crf=s.crf) as writer:
+    audio = None if info.is_image_folder else req.video
+    if path_cams is not None:
+        fps, audio = path_cams.fps, None
+    with VideoWriter(out_path, fps, audio_from=audio, crf=s.crf) as writer:
         for i in range(total):
             src = shot / "frames" / f"{i:06d}.png"
             img = cv2.imread(str(src if i in depths else backgrounds[i]), cv2.IMREAD_COLOR)
@@ -240,7 +269,11 @@ def composite(req: CompositeRequest, out_path: Path, progress: Progress | None =
         "total_seconds": round(time.monotonic() - t_all, 2),
         "work_dir": str(work), "product_warnings": warnings, **stereo_summary,
     }
+    if path_cams is not None:
+        summary["camera_path"] = str(req.camera_path)
     req.summary = summary
+    if path_cams is not None:
+        frames_idx, track_px = placement_mod.anchor_track(view_doc, anchor)
     summary["anchor_track"] = {"frames": frames_idx.tolist(), "pixels": track_px.round(4).tolist()}
     return summary
 
