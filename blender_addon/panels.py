@@ -176,6 +176,7 @@ class SPLATSTAGE_PT_render(_Panel, bpy.types.Panel):
         row.prop(s, "render_preview")
         row.prop(s, "render_stereo")
         col.prop(s, "render_reuse", text="Reuse Solve/Splats")
+        col.prop(s, "render_camera")
         row = col.row(align=True)
         row.prop(s, "render_steps")
         row.prop(s, "render_max_frames")

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty, StringProperty
+from bpy.props import (BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty, PointerProperty,
+                       StringProperty)
 
 AXIS_ITEMS = [
     ("LARGEST", "Largest", "The largest of width, depth and height"),
@@ -97,6 +98,10 @@ class SPLATSTAGE_PG_scene(bpy.types.PropertyGroup):
     render_stereo: BoolProperty(name="Stereo", default=False,
                                 description="Render a stereo composite with the Stereo panel's layout, interaxial "
                                             "and convergence (0: converge on the product)")
+    render_camera: PointerProperty(name="Camera Path", type=bpy.types.Object,
+                                   poll=lambda self, obj: obj.type == "CAMERA",
+                                   description="Render along this animated camera (e.g. from Add Camera Path) with the "
+                                               "splat render as background, instead of the footage's cameras")
     render_reuse: BoolProperty(name="Reuse Solve and Splats", default=True,
                                description="Use this scene's camera solve and reconstruction when they exist, "
                                            "instead of computing them again")

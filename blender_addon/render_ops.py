@@ -76,8 +76,20 @@ def composite_params(scene, max_frames: int = 0) -> tuple[dict, Path]:
         stereo=s.stereo_layout if s.render_stereo else None,
         interaxial=float(s.stereo_interaxial) if s.render_stereo else None,
         convergence=(float(s.stereo_convergence) or None) if s.render_stereo else None,
-        supported_extensions=_supported_extensions())
+        supported_extensions=_supported_extensions(), camera_path=_camera_path_file(scene))
     return params, out
+
+
+def _camera_path_file(scene) -> str | None:
+    """The Render panel's path camera, sampled over the scene's frame range into a
+    camera_path.json in a fresh temporary folder (None without one)."""
+    obj = scene.splatstage.render_camera
+    if obj is None:
+        return None
+    from . import camera_paths_bpy
+
+    folder = Path(tempfile.mkdtemp(prefix="splatstage-path-", dir=bpy.app.tempdir or None))
+    return str(camera_paths_bpy.export_nerfstudio(obj, folder / "camera_path.json", scene))
 
 
 def reconstruct_params(scene) -> dict:

@@ -175,6 +175,28 @@ def _scenario(address: str, spec_path: str, out_path: str) -> None:
     run_timer(lambda: view.status in ("done", "error", "cancelled"), 30)
     res.update(status=view.status, message=view.message, cancel_s=time.monotonic() - t0)
     r["cancel"] = res
+
+    from blender_addon import render_ops
+
+    sc = bpy.context.scene
+    cam = bpy.data.objects.new("PathCam", bpy.data.cameras.new("PathCam"))
+    sc.collection.objects.link(cam)
+    sc.frame_start, sc.frame_end = 1, 3
+    for f, x in ((1, 0.0), (3, 0.5)):
+        cam.location = (x, -2.0, 1.5)
+        cam.keyframe_insert("location", frame=f)
+    s.render_camera, s.render_stereo = cam, False
+    p, _ = render_ops.composite_params(sc)
+    doc = json.loads(Path(p["camera_path"]).read_text())
+    r["camera_path"] = {"frames": len(doc["camera_path"]), "size": [doc["render_width"], doc["render_height"]],
+                        "xs": [c["camera_to_world"][3] for c in doc["camera_path"]],
+                        "scene_size": [sc.render.resolution_x, sc.render.resolution_y]}
+    s.render_stereo = True
+    try:
+        render_ops.composite_params(sc)
+        r["camera_path"]["stereo_error"] = None
+    except Exception as exc:  # noqa: BLE001 - the message is what the test checks
+        r["camera_path"]["stereo_error"] = str(exc)
     bpy.ops.splatstage.disconnect()
     Path(out_path).write_text(json.dumps(r))
 
@@ -224,6 +246,18 @@ def test_composite_params_equal_the_cli_and_the_job_accepts_them(tmp_path):
     req = request_from_params(p)
     assert (req.stereo.layout, req.stereo.interaxial, req.stereo.convergence) == ("tab", 0.1, 2.0)
     assert request_from_params(composite_params(CLIP, PRODUCT, stereo="sbs")).stereo.convergence is None
+    from blender_addon.camera_paths import CameraPath, write_nerfstudio
+    from blender_addon.core import job_params
+
+    cp = write_nerfstudio(CameraPath(np.tile(np.eye(4), (2, 1, 1)), 500.0, 64, 48, 10.0), tmp_path / "path.json")
+    p = composite_params(CLIP, PRODUCT, camera_path=cp)
+    assert {k: v for k, v in _cli_params("composite", [str(CLIP), str(PRODUCT), "--camera-path", str(cp)]).items()
+            if k in p} == p
+    assert request_from_params(p).camera_path == Path(cp)
+    with pytest.raises(job_params.ParamError, match="mono"):
+        composite_params(CLIP, PRODUCT, camera_path=cp, stereo="sbs")
+    with pytest.raises(job_params.ParamError, match="camera path not found"):
+        composite_params(CLIP, PRODUCT, camera_path=tmp_path / "nothing.json")
     default = composite_params(str(CLIP), str(PRODUCT))
     assert default["at_pixel"] is None and default["product_height"] is None and default["steps"] is None
     assert request_from_params(default).settings.preview is False
@@ -533,6 +567,15 @@ def test_blocking_mode_reports_an_unreachable_backend_in_one_line(blender_run):
     r, spec, _ = blender_run
     msg = r["blocking_unreachable"]
     assert msg.startswith("Error: Composite failed: ") and "tcp://127.0.0.1:9" in msg and "\n" not in msg, msg
+
+
+def test_render_panel_camera_path_is_sampled_for_the_job(blender_run):
+    """The Render panel's path camera goes to the job as a camera_path.json of the scene range."""
+    c = blender_run[0]["camera_path"]
+    assert c["frames"] == 3 and c["size"] == c["scene_size"]
+    np.testing.assert_allclose(c["xs"], [0.0, 0.25, 0.5], atol=0.06)  # keyed x at frames 1 and 3
+    assert c["xs"][0] == pytest.approx(0.0, abs=1e-9) and c["xs"][2] == pytest.approx(0.5, abs=1e-9)
+    assert "mono" in c["stereo_error"]
 
 
 def test_cancel_stops_the_job_and_writes_nothing(blender_run):

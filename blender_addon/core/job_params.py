@@ -123,12 +123,13 @@ def composite_params(video, product, *, at_pixel=None, at_frame: int = 0, produc
                      rotate_deg: float = 0.0, preview: bool = False, steps: int | None = None,
                      device: str = "auto", solve_dir=None, reconstruction_dir=None, max_frames: int | None = None,
                      stereo: str | None = None, interaxial: float | None = None, convergence: float | None = None,
-                     supported_extensions: Iterable[str] | None = None) -> dict:
+                     supported_extensions: Iterable[str] | None = None, camera_path=None) -> dict:
     """Params of the ``composite`` job. ``at_pixel`` None: the job's default anchor (centre of
     the lower third of frame ``at_frame``); ``product_height`` None: the model's own size;
     ``steps`` None: the job's default; ``solve_dir``/``reconstruction_dir``: reuse them.
     ``stereo``: a stereo layout makes a stereo composite (``interaxial`` in metres, default the
-    job's; ``convergence`` in metres, default the product's distance)."""
+    job's; ``convergence`` in metres, default the product's distance). ``camera_path``: a
+    camera_path.json / cameras.json to render along instead of the footage's cameras."""
     params = {"video": footage_path(video), "product": product_path(product, supported_extensions)}
     if at_pixel is not None:
         if isinstance(at_pixel, str):
@@ -164,6 +165,13 @@ def composite_params(video, product, *, at_pixel=None, at_frame: int = 0, produc
                 params[name] = value
     elif interaxial is not None or convergence is not None:
         raise ParamError("interaxial and convergence need a stereo layout")
+    if camera_path is not None:
+        if stereo is not None:
+            raise ParamError("a camera path renders in mono: turn Stereo off (Render Stereo renders a path's splats "
+                             "in stereo)")
+        if Path(camera_path).suffix.lower() != ".json" or not Path(camera_path).is_file():
+            raise ParamError(f"camera path not found (a .json file): {camera_path}")
+        params["camera_path"] = str(Path(camera_path).resolve())
     return params
 
 
