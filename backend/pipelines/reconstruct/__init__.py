@@ -25,6 +25,20 @@ def checkpoint_dir_for(solve_dir: Path, cfg: TrainConfig, input_path: Path) -> P
     return cache_dir() / "reconstruct" / hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
+
+def load_solve_and_frames(solve_dir, input_path, max_size, device, frames_budget_gb: float, progress: Progress):
+    """``(solve, footage path, frames)``: the camera solve and its frames at the training size."""
+    progress.stage("load", "reading the camera solve")
+    solve = load_solve(solve_dir)
+    src = Path(input_path) if input_path else solve.input_path()
+    if src is None:
+        raise JobError(f"{solve.path} does not record its footage; pass the video or image folder",
+                       code="bad_input")
+    frames = load_frames(src, solve.sources, solve.width, solve.height, solve.K, solve.k1, solve.k2,
+                         max_size=max_size, device=device, device_budget_gb=frames_budget_gb,
+                         progress=progress)
+    return solve, src, frames
+
 def reconstruct(solve_dir: str | Path, out_dir: str | Path, cfg: TrainConfig | None = None,
                 device: str | None = None, input_path: str | Path | None = None,
                 max_size: int | None = 1600, frames_budget_gb: float = 4.0,
@@ -39,15 +53,7 @@ def reconstruct(solve_dir: str | Path, out_dir: str | Path, cfg: TrainConfig | N
     device = device or default_device()
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise JobError("--device cuda asked for, but no CUDA device is available", code="bad_params")
-    progress.stage("load", "reading the camera solve")
-    solve = load_solve(solve_dir)
-    src = Path(input_path) if input_path else solve.input_path()
-    if src is None:
-        raise JobError(f"{solve.path} does not record its footage; pass the video or image folder",
-                       code="bad_input")
-    frames = load_frames(src, solve.sources, solve.width, solve.height, solve.K, solve.k1, solve.k2,
-                         max_size=max_size, device=device, device_budget_gb=frames_budget_gb,
-                         progress=progress)
+    solve, src, frames = load_solve_and_frames(solve_dir, input_path, max_size, device, frames_budget_gb, progress)
     ckpt = Path(checkpoint_dir) if checkpoint_dir else checkpoint_dir_for(Path(solve_dir), cfg, src)
     result: TrainResult = train(solve, frames, cfg, device=device, checkpoint_dir=ckpt, progress=progress)
     result.metrics["frames_on_device"] = frames.on_device

@@ -475,14 +475,9 @@ def reconstruct_distributed(solve_dir: str | Path, out_dir: str | Path, cfg: Tra
     Returns ``(files, payload arrays, metrics)``."""
     check_gpus(gpus, device)
     progress = progress or Progress()
-    progress.stage("load", "reading the camera solve")
-    solve = load_solve(solve_dir)
-    src = Path(input_path) if input_path else solve.input_path()
-    if src is None:
-        raise JobError(f"{solve.path} does not record its footage; pass the video or image folder",
-                       code="bad_input")
-    frames = load_frames(src, solve.sources, solve.width, solve.height, solve.K, solve.k1, solve.k2,
-                         max_size=max_size, device="cpu", progress=progress)
+    from backend.pipelines.reconstruct import load_solve_and_frames
+
+    solve, _, frames = load_solve_and_frames(solve_dir, input_path, max_size, "cpu", frames_budget_gb, progress)
     files, metrics = train_distributed(solve, frames, cfg, gpus, out_dir, device=device,
                                        frames_budget_gb=frames_budget_gb, progress=progress)
     return files, splat_payload(read_ply(Path(out_dir) / "splats.ply")), metrics

@@ -330,7 +330,7 @@ def run_scene_stereo(p: dict, out_dir: Path, progress: Progress):
 
     def flush_device(writer):
         """Render both eyes and compose the batch on the device; only uint8 frames come back."""
-        nonlocal missing, conv
+        nonlocal conv
         cams = [f for _, _, f in batch if f is not None]
         eyes = disp = hole = None
         if cams:
@@ -345,24 +345,30 @@ def run_scene_stereo(p: dict, out_dir: Path, progress: Progress):
             res = ds.right_eyes([rgb for _, rgb, f in batch if f is not None], mw, fl, pp, conv, scale,
                                 maps=bool(p.get("debug_grid")))
             eyes, disp, hole = res if p.get("debug_grid") else (res, None, None)
+        write_batch(writer, lambda k, rgb, f: (eyes[k], *((disp[k], hole[k]) if p.get("debug_grid")
+                                                          else (None, None))))
+
+    def write_batch(writer, right_of):
+        """Write the batch's frames; ``right_of(k, rgb, cam)`` gives the k-th camera frame's
+        (right eye, disparity, hole); a frame without a camera gets the footage in both eyes."""
+        nonlocal missing
         k = 0
         for _, rgb, f in batch:
             if f is None:
                 missing += 1
-                right_eye, d, ho = rgb, np.zeros(rgb.shape[:2], np.float32), np.zeros(rgb.shape[:2], bool)
+                right_eye, disp, hole = rgb, np.zeros(rgb.shape[:2], np.float32), np.zeros(rgb.shape[:2], bool)
             else:
-                right_eye = eyes[k]
-                d, ho = (disp[k], hole[k]) if p.get("debug_grid") else (None, None)
+                right_eye, disp, hole = right_of(k, rgb, f)
                 k += 1
             if p.get("debug_grid"):
-                frame = debug_grid(rgb, d, ho, right_eye)
+                frame = debug_grid(rgb, disp, hole, right_eye)
             else:
                 frame = compose(rgb, right_eye, p.get("layout", "sbs"), p.get("anaglyph", "dubois"))
             writer.write(frame)
         batch.clear()
 
     def flush(writer):
-        nonlocal missing, conv
+        nonlocal conv
         if use_torch:
             return flush_device(writer)
         cams = [f for _, _, f in batch if f is not None]
@@ -380,21 +386,8 @@ def run_scene_stereo(p: dict, out_dir: Path, progress: Progress):
                 conv = float(np.median(z)) if z.size else None
             left, right = render_pair(splats, mw, fl, pp, info.width, info.height, src_size, interaxial, conv,
                                       device, left=left)
-        k = 0
-        for _, rgb, f in batch:
-            if f is None:
-                missing += 1
-                right_eye, disp, hole = rgb, np.zeros(rgb.shape[:2], np.float32), np.zeros(rgb.shape[:2], bool)
-            else:
-                right_eye, disp, hole = compose_right(rgb, left, right, k, float(f["focal_px"]) * scale, interaxial,
-                                                      conv)
-                k += 1
-            if p.get("debug_grid"):
-                frame = debug_grid(rgb, disp, hole, right_eye)
-            else:
-                frame = compose(rgb, right_eye, p.get("layout", "sbs"), p.get("anaglyph", "dubois"))
-            writer.write(frame)
-        batch.clear()
+        write_batch(writer, lambda k, rgb, f: compose_right(rgb, left, right, k, float(f["focal_px"]) * scale,
+                                                            interaxial, conv))
 
     with VideoWriter(out_dir / "stereo.mp4", fps, audio_from=audio, crf=int(p.get("crf", 18))) as writer:
         for index, source, rgb in iter_frames(p["input"], max_frames=total):
