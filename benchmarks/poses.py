@@ -210,7 +210,8 @@ def main(argv=None) -> int:
     ap.add_argument("--width", type=int, default=1920)
     ap.add_argument("--height", type=int, default=1080)
     ap.add_argument("--frames", type=int, default=300)
-    ap.add_argument("--max-size", type=int, default=1280, help="solve resolution (longer side)")
+    ap.add_argument("--max-size", type=int, default=1920,
+                    help="solve resolution (longer side) of ours and of plain pycolmap")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--machine", default=platform.node() or "unknown", help="name for the results files")
     ap.add_argument("--note", default="", help="free text for the report")

@@ -37,13 +37,19 @@ class SolveOptions:
     height)`` (the sensor width spans the image's longer side, as Blender's automatic sensor fit
     has it). ``scale_ids`` is ``("camera"|"point", a, b)``: two frame positions or two point
     indices (rows of points.ply) whose distance must equal ``scale_distance``.
+
+    ``max_size`` is the longest side frames are tracked at (larger inputs are downscaled). The
+    default keeps a 1080p clip at its own resolution: track positions are then measured on the
+    original pixels, which lowers the trajectory error about twofold compared with tracking at
+    1280, for about the same CPU time (no resampling, and KLT's cost grows with the number of
+    tracks rather than with the pixels); 4K input is halved.
     """
 
     start: int = 0
     stop: int | None = None
     stride: int = 1
     max_frames: int | None = None
-    max_size: int | None = 1280
+    max_size: int | None = 1920
     focal_px: float | None = None
     focal_mm: float | None = None
     sensor_width_mm: float | None = None
