@@ -98,6 +98,11 @@ class SPLATSTAGE_PG_scene(bpy.types.PropertyGroup):
     render_stereo: BoolProperty(name="Stereo", default=False,
                                 description="Render a stereo composite with the Stereo panel's layout, interaxial "
                                             "and convergence (0: converge on the product)")
+    render_env_exposure: FloatProperty(name="Light Exposure", default=0.0, soft_min=-5.0, soft_max=5.0,
+                                       description="Exposure of the environment light rendered from the splats, in "
+                                                   "EV (stops)")
+    render_env_rotation: FloatProperty(name="Light Rotation", default=0.0, subtype="ANGLE",
+                                       description="Turn the environment light from the splats about the up axis")
     render_camera: PointerProperty(name="Camera Path", type=bpy.types.Object,
                                    poll=lambda self, obj: obj.type == "CAMERA",
                                    description="Render along this animated camera (e.g. from Add Camera Path) with the "

@@ -76,7 +76,8 @@ def composite_params(scene, max_frames: int = 0) -> tuple[dict, Path]:
         stereo=s.stereo_layout if s.render_stereo else None,
         interaxial=float(s.stereo_interaxial) if s.render_stereo else None,
         convergence=(float(s.stereo_convergence) or None) if s.render_stereo else None,
-        supported_extensions=_supported_extensions(), camera_path=_camera_path_file(scene))
+        supported_extensions=_supported_extensions(), camera_path=_camera_path_file(scene),
+        exposure=float(s.render_env_exposure), env_rotation_deg=math.degrees(s.render_env_rotation))
     return params, out
 
 

@@ -239,6 +239,11 @@ def test_composite_params_equal_the_cli_and_the_job_accepts_them(tmp_path):
     assert req.at_pixel == (12.5, 200.0) and req.at_frame == 3 and req.product_height == 0.3
     assert req.rotate_deg == 45 and req.settings.preview and req.settings.steps == 9
     assert req.solve_dir == Path(solve) and req.reconstruction == Path(recon) and req.max_frames == 2
+    p = composite_params(CLIP, PRODUCT, exposure=1.5, env_rotation_deg=30.0)
+    cli = _cli_params("composite", [str(CLIP), str(PRODUCT), "--exposure", "1.5", "--env-rotation", "30"])
+    assert {k: cli[k] for k in p} == p
+    req = request_from_params(p)
+    assert (req.settings.env_exposure, req.settings.env_rotation_deg) == (1.5, 30.0)
     p = composite_params(CLIP, PRODUCT, stereo="tab", interaxial=0.1, convergence=2.0)
     cli = _cli_params("composite", [str(CLIP), str(PRODUCT), "--stereo", "tab", "--interaxial", "0.1",
                                     "--convergence", "2"])

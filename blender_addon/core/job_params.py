@@ -123,13 +123,15 @@ def composite_params(video, product, *, at_pixel=None, at_frame: int = 0, produc
                      rotate_deg: float = 0.0, preview: bool = False, steps: int | None = None,
                      device: str = "auto", solve_dir=None, reconstruction_dir=None, max_frames: int | None = None,
                      stereo: str | None = None, interaxial: float | None = None, convergence: float | None = None,
-                     supported_extensions: Iterable[str] | None = None, camera_path=None) -> dict:
+                     supported_extensions: Iterable[str] | None = None, camera_path=None,
+                     exposure: float = 0.0, env_rotation_deg: float = 0.0) -> dict:
     """Params of the ``composite`` job. ``at_pixel`` None: the job's default anchor (centre of
     the lower third of frame ``at_frame``); ``product_height`` None: the model's own size;
     ``steps`` None: the job's default; ``solve_dir``/``reconstruction_dir``: reuse them.
     ``stereo``: a stereo layout makes a stereo composite (``interaxial`` in metres, default the
     job's; ``convergence`` in metres, default the product's distance). ``camera_path``: a
-    camera_path.json / cameras.json to render along instead of the footage's cameras."""
+    camera_path.json / cameras.json to render along instead of the footage's cameras.
+    ``exposure`` (EV) and ``env_rotation_deg``: the environment light rendered from the splats."""
     params = {"video": footage_path(video), "product": product_path(product, supported_extensions)}
     if at_pixel is not None:
         if isinstance(at_pixel, str):
@@ -147,6 +149,8 @@ def composite_params(video, product, *, at_pixel=None, at_frame: int = 0, produc
             raise ParamError(f"product height must be positive (metres), got {product_height}")
     params["product_height"] = product_height
     params["rotate"] = _finite(rotate_deg, "rotation")
+    params["exposure"] = _finite(exposure, "light exposure")
+    params["env_rotation"] = _finite(env_rotation_deg, "light rotation")
     params["preview"] = bool(preview)
     params["steps"] = None if steps is None else _count(steps, "steps", 1, 1_000_000)
     params["device"] = _device(device)
