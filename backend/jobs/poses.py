@@ -25,8 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stop", type=int, help="stop before this frame index")
     parser.add_argument("--stride", type=int, default=1, help="use every Nth frame (default 1)")
     parser.add_argument("--max-frames", type=int, help="solve at most this many frames")
-    parser.add_argument("--max-size", type=int, default=1280,
-                        help="longest side of the solve resolution in pixels (default 1280); "
+    parser.add_argument("--max-size", type=int, default=1920,
+                        help="longest side of the solve resolution in pixels (default 1920); "
                              "results are always in full-resolution pixels")
     focal = parser.add_mutually_exclusive_group()
     focal.add_argument("--focal-px", type=float, help="known focal length in pixels (full resolution)")
@@ -98,7 +98,7 @@ def options_from_params(params: dict):
         raise _bad(f"stop ({stop}) must be greater than start ({start})")
     opts = SolveOptions(start=start, stop=stop, stride=_int(params, "stride", 1, 1),
                         max_frames=_int(params, "max_frames", None, 3, allow_none=True),
-                        max_size=_int(params, "max_size", 1280, 64))
+                        max_size=_int(params, "max_size", 1920, 64))
     focal_px, focal_mm = _positive(params, "focal_px"), _positive(params, "focal_mm")
     sensor = _positive(params, "sensor_width_mm")
     if focal_px and focal_mm:
