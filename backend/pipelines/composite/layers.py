@@ -57,9 +57,7 @@ def write_depths(splats_path: str | Path, cameras_path: str | Path, folder: Path
     """Render the splat depth for every registered camera (of the first ``total`` video
     frames) into ``folder``; returns ``{video frame index: path}``. Frames already there are
     not rendered again."""
-    from backend.pipelines.render import cameras_from_json, render_views
-    from backend.pipelines.render.writers import write_exr
-    from backend.pipelines.splats_io import load_splats
+    from backend.pipelines.render import cameras_from_json
 
     folder.mkdir(parents=True, exist_ok=True)
     w, h = size
@@ -67,19 +65,36 @@ def write_depths(splats_path: str | Path, cameras_path: str | Path, folder: Path
     index = [int(n) if n.strip().isdigit() else i for i, n in enumerate(cams.names)]
     paths = {vid: folder / f"{vid:06d}.exr" for vid in index if total is None or vid < total}
     todo = [i for i, vid in enumerate(index) if vid in paths and not paths[vid].exists()]
+    _render_frames(splats_path, cams, todo, device, batch, progress, "splat depth",
+                   lambda i, out, j: _write_depth(paths[index[i]], out["depth"][j]))
+    return paths
+
+
+def _write_depth(path: Path, depth: np.ndarray) -> None:
+    from backend.pipelines.render.writers import write_exr
+
+    d = np.where(np.isfinite(depth), depth, FAR).astype(np.float32)
+    _atomic(path, lambda p: write_exr(p, {"R": d, "G": d, "B": d}))
+
+
+def _render_frames(splats_path, cams, todo: list[int], device: str, batch: int, progress: Progress | None,
+                   what: str, write) -> None:
+    """Render cameras ``todo`` (indices into ``cams``) in batches; ``write(i, render, j)`` stores
+    camera ``i``, the ``j``-th of its batch's render."""
     if not todo:
-        return paths
+        return
+    from backend.pipelines.render import render_views
+    from backend.pipelines.splats_io import load_splats
+
     splats = load_splats(splats_path)
     for a in range(0, len(todo), batch):
         sel = todo[a:a + batch]
         sub = type(cams)(cams.viewmats[sel], cams.Ks[sel], cams.width, cams.height, [cams.names[i] for i in sel])
         out = render_views(splats, sub, device=device, batch=batch)
         for j, i in enumerate(sel):
-            d = np.where(np.isfinite(out["depth"][j]), out["depth"][j], FAR).astype(np.float32)
-            _atomic(paths[index[i]], lambda p, d=d: write_exr(p, {"R": d, "G": d, "B": d}))
+            write(i, out, j)
         if progress is not None:
-            progress.update((a + len(sel)) / len(todo), f"splat depth {a + len(sel)}/{len(todo)}")
-    return paths
+            progress.update((a + len(sel)) / len(todo), f"{what} {a + len(sel)}/{len(todo)}")
 
 
 def write_path_layers(splats_path: str | Path, cameras_path: str | Path, folder: Path, size: tuple[int, int],
@@ -88,11 +103,8 @@ def write_path_layers(splats_path: str | Path, cameras_path: str | Path, folder:
     """For a novel camera path (no footage): the splat render as the background
     (``background/%06d.png``) and its depth (``depth/%06d.exr``) for the first ``total`` cameras
     of ``cameras_path``, from one render per frame. Returns (backgrounds, ``{frame: depth}``)."""
-    import cv2
-
-    from backend.pipelines.render import cameras_from_json, render_views
-    from backend.pipelines.render.writers import write_exr
-    from backend.pipelines.splats_io import load_splats
+    from backend.pipelines.render import cameras_from_json
+    from backend.pipelines.render.writers import write_png
 
     w, h = size
     cams = cameras_from_json(cameras_path, w, h)
@@ -102,17 +114,11 @@ def write_path_layers(splats_path: str | Path, cameras_path: str | Path, folder:
     dp.mkdir(parents=True, exist_ok=True)
     backgrounds = [bg / f"{i:06d}.png" for i in range(n)]
     depths = {i: dp / f"{i:06d}.exr" for i in range(n)}
+
+    def write(i, out, j):
+        _atomic(backgrounds[i], lambda p: write_png(p, out["rgb"][j]))
+        _write_depth(depths[i], out["depth"][j])
+
     todo = [i for i in range(n) if not (backgrounds[i].exists() and depths[i].exists())]
-    splats = load_splats(splats_path) if todo else None
-    for a in range(0, len(todo), batch):
-        sel = todo[a:a + batch]
-        sub = type(cams)(cams.viewmats[sel], cams.Ks[sel], cams.width, cams.height, [cams.names[i] for i in sel])
-        out = render_views(splats, sub, device=device, batch=batch)
-        for j, i in enumerate(sel):
-            rgb = np.clip(np.rint(out["rgb"][j] * 255.0), 0, 255).astype(np.uint8)
-            _atomic(backgrounds[i], lambda p, rgb=rgb: cv2.imwrite(str(p), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)))
-            d = np.where(np.isfinite(out["depth"][j]), out["depth"][j], FAR).astype(np.float32)
-            _atomic(depths[i], lambda p, d=d: write_exr(p, {"R": d, "G": d, "B": d}))
-        if progress is not None:
-            progress.update((a + len(sel)) / len(todo), f"splat layers {a + len(sel)}/{len(todo)}")
+    _render_frames(splats_path, cams, todo, device, batch, progress, "splat layers", write)
     return backgrounds, depths

@@ -128,15 +128,9 @@ def init_params(solve: Solve, cfg: TrainConfig, device: torch.device) -> torch.n
 def _optimizers(params, cfg: TrainConfig, scale: float):
     lr = {"means": 1.6e-4 * scale, "scales": 5e-3, "quats": 1e-3, "opacities": 5e-2,
           "sh0": 2.5e-3, "shN": 2.5e-3 / 20}
-    fused = {"fused": True} if _fused_adam_ok(params) else {}
+    fused = next(iter(params.values())).device.type in ("cuda", "cpu")  # one-kernel Adam (torch >= 2.4)
     return {k: torch.optim.Adam([{"params": params[k], "lr": lr[k] * cfg.lr_scale, "name": k}],
-                                eps=1e-15, **fused) for k in params}
-
-
-def _fused_adam_ok(params) -> bool:
-    """Whether the one-kernel Adam supports these parameters' device (CUDA, and CPU since torch 2.4)."""
-    dev = next(iter(params.values())).device.type
-    return dev in ("cuda", "cpu") and "fused" in torch.optim.Adam.__init__.__code__.co_varnames
+                                eps=1e-15, fused=fused) for k in params}
 
 
 def _as_splats(params) -> Splats:

@@ -25,6 +25,7 @@ def run_novel_path_stereo(p: dict, out_dir: Path, progress: Progress, batch: int
     """The ``stereo`` job for a camera-path input (called by backend.jobs.stereo.run)."""
     from backend.jobs import JobResult
     from backend.media.encode import VideoWriter
+    from backend.pipelines.render import cameras_from_arrays, render_views
     from backend.pipelines.splats_io import SplatFormatError, load_splats
     from backend.pipelines.stereo.disparity import disparity_from_depth
     from backend.pipelines.stereo.layouts import compose, debug_grid
@@ -51,7 +52,7 @@ def run_novel_path_stereo(p: dict, out_dir: Path, progress: Progress, batch: int
             sl = slice(start, min(n, start + batch))
             mw, fl, pp = cams.matrix_world[sl], cams.focal_px[sl], cams.principal_point_px[sl]
             if conv is None:  # default: the median splat depth of the first frame, as for footage
-                left, _ = render_pair(splats, mw[:1], fl[:1], pp[:1], *size, size, interaxial, None, device)
+                left = render_views(splats, cameras_from_arrays(mw[:1], fl[:1], pp[:1], *size, size), device=device)
                 z = left["depth"][0]
                 z = z[np.isfinite(z) & (left["alpha"][0] > 0.5)]
                 conv = float(np.median(z)) if z.size else None
