@@ -360,7 +360,8 @@ class Trainer:
                 ev = self.evaluate([self.hold_ids[0]] if self.hold_ids else [self.train_ids[0]])
                 extra["psnr_holdout"] = round(ev["psnr"], 3)
                 self.history.append({"step": self.step, "psnr_holdout": ev["psnr"], "loss": last_loss,
-                                     "num_gaussians": extra["num_gaussians"]})
+                                     "num_gaussians": extra["num_gaussians"],
+                                     "train_seconds": round(self.train_seconds, 3)})
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
                 self.save_checkpoint()
             progress.update(self.step / cfg.steps, f"step {self.step}/{cfg.steps} loss {last_loss:.4f}", **extra)
