@@ -247,6 +247,8 @@ def main(argv=None) -> int:
         s["input"] = source.name
         s["ours"] = ours(source, truth, args.threads, args.max_size, args.repeat)
         print("ours", json.dumps({k: v for k, v in s["ours"].items() if k != "stats"}), flush=True)
+        res["synthetic"] = s
+        _write(args, res)  # kept if the baseline below does not finish
         if not args.no_baseline:
             s["plain_pycolmap"] = plain_pycolmap(source, truth, args.threads, args.max_size)
             print("plain pycolmap", json.dumps(s["plain_pycolmap"]), flush=True)
@@ -255,11 +257,15 @@ def main(argv=None) -> int:
     if not args.no_herz and HERZ.exists():
         res["herz_jesus"] = herz_jesus(args.threads, args.herz_max_size)
         print("herz-jesus", json.dumps(res["herz_jesus"]), flush=True)
+    _write(args, res)
+    print(markdown(res))
+    return 0
+
+
+def _write(args, res: dict) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"poses-{args.machine}.json").write_text(json.dumps(res, indent=1) + "\n")
     (args.out / f"poses-{args.machine}.md").write_text(markdown(res))
-    print(markdown(res))
-    return 0
 
 
 if __name__ == "__main__":
