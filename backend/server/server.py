@@ -56,7 +56,16 @@ class Running:
     conn: object
     slot: str
     cancel_deadline: float | None = None
+    units: int = 1
     final: dict | None = None
+
+
+def job_units(params: dict) -> int:
+    """GPU units a job's parameters ask for (``gpus``, default 1)."""
+    try:
+        return max(1, int(params.get("gpus", 1)))
+    except (TypeError, ValueError, OverflowError):
+        return 1
 
 
 class Server:
@@ -307,20 +316,26 @@ class Server:
         return rec
 
     def _schedule(self) -> None:
+        """Start queued jobs in order while their slot has room. A job on N GPUs (``gpus``)
+        takes N GPU units, and one needing more units than the server has runs alone. Jobs of a
+        slot start first come, first served: one that must wait holds back the later ones."""
         busy = {"gpu": 0, "cpu": 0}
         for run in self.running.values():
-            busy[run.slot] += 1
+            busy[run.slot] += run.units
         limits = {"gpu": self.config.gpu_workers, "cpu": self.config.cpu_workers}
+        blocked = set()
         for job_id in list(self.queue):
             rec = self.store.jobs[job_id]
             slot = KINDS[rec.kind].device if KINDS[rec.kind].device in limits else "cpu"
-            if busy[slot] >= limits[slot]:
+            units = job_units(rec.params) if slot == "gpu" else 1
+            if slot in blocked or busy[slot] >= limits[slot] or (busy[slot] and busy[slot] + units > limits[slot]):
+                blocked.add(slot)
                 continue
             self.queue.remove(job_id)
-            self._start(rec, slot)
-            busy[slot] += 1
+            self._start(rec, slot, units)
+            busy[slot] += units
 
-    def _start(self, rec: JobRecord, slot: str) -> None:
+    def _start(self, rec: JobRecord, slot: str, units: int = 1) -> None:
         from backend.server.worker import worker_main
 
         parent, child = self.mp.Pipe(duplex=False)
@@ -331,7 +346,7 @@ class Server:
         rec.state = "running"
         rec.started = time.time()
         self.store.save(rec)
-        self.running[rec.job_id] = Running(rec, proc, parent, slot)
+        self.running[rec.job_id] = Running(rec, proc, parent, slot, units=units)
         self._broadcast(rec, Message("progress", {"stage": "start", "fraction": 0.0, "message": "started"},
                                      job_id=rec.job_id))
 

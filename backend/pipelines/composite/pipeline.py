@@ -110,7 +110,8 @@ def reconstruct_splats(solve_dir: Path, video: Path, work: Path, s: CompositeSet
         reconstruct(solve_dir, tmp, cfg, device=device, input_path=video,
                     max_size=s.train_max_size, progress=progress)
 
-    return _stage_dir(work / f"splats-{s.steps}-sh{sh}-{s.train_max_size}px", build)
+    schedule = "-c2f" if cfg.coarse_to_fine else ""
+    return _stage_dir(work / f"splats-{s.steps}-sh{sh}-{s.train_max_size}px{schedule}", build)
 
 
 def _place(doc: dict, req: CompositeRequest) -> tuple[np.ndarray, tuple[float, float]]:
