@@ -46,7 +46,8 @@ def footage(clip: Path, frames: bool = False) -> Path:
 
 
 def _summary(m: dict) -> dict:
-    keys = ("fraction_registered", "rot_err_deg_median", "rot_err_deg_max", "ate_pct", "ate_rmse",
+    keys = ("fraction_registered", "rot_err_deg_median", "rot_err_deg_max",
+            "rot_err_deg_orientation_aligned_median", "rel_rot_err_deg_median", "ate_pct", "ate_rmse",
             "focal_err_pct", "reproj_mean_px", "extent", "pos_err_max")
     return {k: (None if m.get(k) is None or not np.isfinite(m[k]) else round(float(m[k]), 6))
             for k in keys if k in m}
@@ -180,7 +181,8 @@ def markdown(res: dict) -> str:
                   "| metric | ours | plain pycolmap | target |", "|---|---|---|---|"]
         o, b = s["ours"], s.get("plain_pycolmap", {})
         for key, target in (("fraction_registered", "1.0"), ("rot_err_deg_median", "< 0.1"),
-                            ("rot_err_deg_max", ""), ("ate_pct", "< 0.5"), ("focal_err_pct", "< 1"),
+                            ("rot_err_deg_max", ""), ("rot_err_deg_orientation_aligned_median", ""),
+                            ("rel_rot_err_deg_median", ""), ("ate_pct", "< 0.5"), ("focal_err_pct", "< 1"),
                             ("reproj_mean_px", "< 0.5"), ("fps", ">= 15 (16 cores)"), ("seconds", "")):
             lines.append(f"| {key} | {o.get(key)} | {b.get(key, '-')} | {target} |")
         timings = o.get("stats", {}).get("timings_s")

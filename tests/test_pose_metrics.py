@@ -85,3 +85,27 @@ def test_pure_rotation_truth_aligns_rotation_only_and_counts_registered():
     m = pose_errors(est, truth, registered=[True] * 5 + [False], reproj_errors=[0.2] * 5 + [None])
     assert math.isnan(m["ate_pct"]) and m["rot_err_deg_max"] < 1e-6
     assert m["fraction_registered"] == pytest.approx(5 / 6) and m["reproj_mean_px"] == pytest.approx(0.2)
+
+
+def test_centre_free_rotation_metrics_separate_orientations_from_the_trajectory():
+    """Orientations exact, centres bent: the aligned rotation error picks up the bend, the
+    orientation-aligned and frame-to-frame errors stay zero; a per-frame wobble shows in all."""
+    truth = _traj(30, seed=3)
+    est = truth.copy()
+    # Bend the trajectory: rotate the second half's centres about the midpoint by 1 deg.
+    bend = Rotation.from_rotvec([0, 0, math.radians(1.0)]).as_matrix()
+    mid = est[15, :3, 3].copy()
+    est[15:, :3, 3] = (est[15:, :3, 3] - mid) @ bend.T + mid
+    m = pose_errors(est, truth)
+    assert m["rot_err_deg_median"] > 0.05
+    assert m["rot_err_deg_orientation_aligned_median"] < 1e-6 and m["rel_rot_err_deg_median"] < 1e-6
+    # Cameras all facing one way, turned alternately by +-0.3 deg about their z axis: the
+    # frame-to-frame error is 0.6 deg, the orientation-aligned one 0.3 deg.
+    truth[:, :3, :3] = truth[0, :3, :3]
+    wob = truth.copy()
+    for i in range(len(wob)):
+        sign = 1 if i % 2 else -1
+        wob[i, :3, :3] = wob[i, :3, :3] @ Rotation.from_rotvec([0, 0, sign * math.radians(0.3)]).as_matrix()
+    m = pose_errors(wob, truth)
+    assert m["rot_err_deg_orientation_aligned_median"] == pytest.approx(0.3, abs=0.02)
+    assert m["rel_rot_err_deg_median"] == pytest.approx(0.6, abs=1e-6)

@@ -8,6 +8,10 @@ best aligns the camera centres; then:
   the same as a percentage of the true trajectory's extent (largest distance between two true
   centres);
 - ``rot_err_deg``: per-frame angle of ``R_true^T R_align R_est``;
+- two rotation errors that do not depend on the centres: ``rot_err_deg_orientation_aligned``
+  (the same angle after the rotation that best aligns the orientations alone) and
+  ``rel_rot_err_deg`` (angle between estimated and true rotations from each frame to the next);
+  when the rotation error follows the trajectory's bend, these show the orientations themselves;
 - ``focal_err_pct``: relative focal-length error;
 - ``reproj_mean_px``: mean of the per-frame reprojection errors reported by the solver;
 - ``fraction_registered``.
@@ -112,7 +116,17 @@ def pose_errors(est_c2w, true_c2w, est_focal=None, true_focal=None, registered=N
     rot_err = rotation_angle_deg(np.einsum("nji,jk,nkl->nil", true_c2w[:, :3, :3], r,
                                            est_c2w[:, :3, :3]))
     extent = trajectory_extent(true_c2w[m, :3, 3])
+    r_only = rotation_alignment(est_c2w[m, :3, :3], true_c2w[m, :3, :3])
+    rot_only = rotation_angle_deg(np.einsum("nji,jk,nkl->nil", true_c2w[m, :3, :3], r_only,
+                                            est_c2w[m, :3, :3]))
+    idx = np.flatnonzero(m)
+    pairs = idx[:-1][np.diff(idx) == 1]
+    rel_e = np.einsum("nji,njk->nik", est_c2w[pairs, :3, :3], est_c2w[pairs + 1, :3, :3])
+    rel_t = np.einsum("nji,njk->nik", true_c2w[pairs, :3, :3], true_c2w[pairs + 1, :3, :3])
+    rel = rotation_angle_deg(np.einsum("nji,njk->nik", rel_t, rel_e))
     out = {
+        "rot_err_deg_orientation_aligned_median": float(np.median(rot_only)),
+        "rel_rot_err_deg_median": float(np.median(rel)) if len(rel) else float("nan"),
         "n_frames": int(n),
         "fraction_registered": float(reg.mean()) if n else 0.0,
         "scale": float(s),
