@@ -46,10 +46,11 @@ def _ours_with_anchor(source: Path, truth: dict, threads: int, max_size: int, fr
 
 def _spread(runs: list[dict]) -> dict:
     out = {}
+    runs = [r for r in runs if r.get("rot_err_deg_median") is not None]
     for key in METRICS:
         vals = [r[key] for r in runs if r.get(key) is not None]
         if vals:
-            out[key] = {"min": min(vals), "median": statistics.median(vals), "max": max(vals)}
+            out[key] = {"min": min(vals), "median": round(statistics.median(vals), 6), "max": max(vals)}
     return out
 
 
