@@ -78,7 +78,10 @@ def ours(source: Path, truth: dict, threads: int, max_size: int, repeat: int = 1
 
 
 def plain_pycolmap(source: Path, truth: dict, threads: int, max_size: int, overlap: int = 10) -> dict:
-    """SIFT features on every frame, sequential matching, incremental mapping (pycolmap defaults)."""
+    """SIFT features on every frame, sequential matching, incremental mapping (pycolmap defaults).
+
+    An image folder goes through ``pycolmap.extract_features`` (COLMAP's reader and its
+    multi-threaded extraction); a video is decoded here and extracted frame by frame."""
     import cv2
     import pycolmap
 
@@ -90,25 +93,42 @@ def plain_pycolmap(source: Path, truth: dict, threads: int, max_size: int, overl
     ext = pycolmap.FeatureExtractionOptions()
     ext.num_threads = threads
     extractor = pycolmap.FeatureExtractor.create(ext, pycolmap.Device.cpu)
+    names: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="bench-colmap-") as tmp:
         db_path = Path(tmp) / "database.db"
-        db = pycolmap.Database.open(str(db_path))
-        f0 = 1.2 * max(info.width, info.height)
-        cam = pycolmap.Camera(model="RADIAL", width=info.width, height=info.height,
-                              params=[f0, info.width / 2, info.height / 2, 0, 0])
-        cam_id = db.write_camera(cam)
-        n = 0
-        for index, _, rgb in iter_frames(source, max_size=max_size):
-            gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-            kps, desc = extractor.extract_from_uint8_array(gray)
-            kp = np.asarray(pycolmap.keypoints_to_matrix(kps), np.float64)[:, :2].copy()
-            kp[:, 0] *= info.width / gray.shape[1]
-            kp[:, 1] *= info.height / gray.shape[0]
-            iid = db.write_image(pycolmap.Image(name=f"{index:06d}", camera_id=cam_id))
-            db.write_keypoints(iid, kp.astype(np.float32))
-            db.write_descriptors(iid, desc)
-            n += 1
-        db.close()
+        if source.is_dir():
+            # An image folder: COLMAP's own extraction, one image per thread.
+            files = sorted(p.name for p in source.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+            names = {name: i for i, name in enumerate(files)}
+            reader = pycolmap.ImageReaderOptions()
+            reader.camera_model = "RADIAL"
+            reader.default_focal_length_factor = 1.2
+            ext.max_image_size = max_size
+            pycolmap.extract_features(str(db_path), str(source), image_names=files,
+                                      camera_mode=pycolmap.CameraMode.SINGLE, reader_options=reader,
+                                      extraction_options=ext, device=pycolmap.Device.cpu)
+            n = len(files)
+        else:
+            # A video: frames decoded here, extracted one by one.
+            db = pycolmap.Database.open(str(db_path))
+            f0 = 1.2 * max(info.width, info.height)
+            cam = pycolmap.Camera(model="RADIAL", width=info.width, height=info.height,
+                                  params=[f0, info.width / 2, info.height / 2, 0, 0])
+            cam_id = db.write_camera(cam)
+            n = 0
+            for index, _, rgb in iter_frames(source, max_size=max_size):
+                gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+                kps, desc = extractor.extract_from_uint8_array(gray)
+                kp = np.asarray(pycolmap.keypoints_to_matrix(kps), np.float64)[:, :2].copy()
+                kp[:, 0] *= info.width / gray.shape[1]
+                kp[:, 1] *= info.height / gray.shape[0]
+                name = f"{index:06d}"
+                names[name] = index
+                iid = db.write_image(pycolmap.Image(name=name, camera_id=cam_id))
+                db.write_keypoints(iid, kp.astype(np.float32))
+                db.write_descriptors(iid, desc)
+                n += 1
+            db.close()
         match = pycolmap.FeatureMatchingOptions()
         match.num_threads = threads
         pairing = pycolmap.SequentialPairingOptions()
@@ -128,8 +148,8 @@ def plain_pycolmap(source: Path, truth: dict, threads: int, max_size: int, overl
     est = np.tile(np.eye(4), (len(true_c2w), 1, 1))
     reg = np.zeros(len(true_c2w), bool)
     for im in rec.images.values():
-        i = int(im.name)
-        if im.has_pose and i < len(true_c2w):
+        i = names.get(im.name, -1)
+        if im.has_pose and 0 <= i < len(true_c2w):
             m = np.vstack([im.cam_from_world().inverse().matrix(), [0, 0, 0, 1]])
             m[:3, :3] = m[:3, :3] @ np.diag([1.0, -1.0, -1.0])
             est[i], reg[i] = m, True
