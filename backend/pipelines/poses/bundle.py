@@ -16,14 +16,17 @@ from .tracking import TrackLookup, Tracks
 
 
 def build_model(key_rec: pycolmap.Reconstruction, tracks: Tracks, poses: dict[int, pycolmap.Rigid3d],
-                track_to_point: dict[int, int], max_obs_per_point: int = 40):
+                track_to_point: dict[int, int], max_obs_per_point: int | None = None):
     """A reconstruction with every posed frame observing the keyframe model's points.
 
-    Consecutive video frames see a point from nearly the same place, so a point seen in more
-    than ``max_obs_per_point`` frames keeps every k-th observation (offset by the point id, so
-    each frame keeps about the same share of its points). This bounds the cost of the Schur
-    complement, which grows with the square of the observations per point. Returns the model
-    and, per point id, the number of frames that saw the point.
+    Every observation is kept by default: the adjustment solves the reduced camera system
+    iteratively, at a cost linear in the observations, and tracked positions are correlated
+    over neighbouring frames, so thinning a track loses more than it seems (on the 1080p
+    benchmark clips keeping at most 40 per point raised the trajectory error 1.3-2x and the
+    frame-to-frame rotation error about 3x). With ``max_obs_per_point`` a point seen in more
+    frames keeps every k-th observation (offset by the point id, so each frame keeps about the
+    same share of its points). Returns the model and, per point id, the number of frames that
+    saw the point.
     """
     rec = pycolmap.Reconstruction()
     camera = next(iter(key_rec.cameras.values()))
@@ -52,7 +55,7 @@ def build_model(key_rec: pycolmap.Reconstruction, tracks: Tracks, poses: dict[in
     for pid, a, count in zip(uniq.tolist(), starts.tolist(), counts.tolist()):
         if count < 2 or not key_rec.exists_point3D(pid):
             continue
-        step = -(-count // max_obs_per_point)
+        step = -(-count // max_obs_per_point) if max_obs_per_point else 1
         sel = range(a + pid % step, a + count, step) if step > 1 else range(a, a + count)
         elems = [pycolmap.TrackElement(int(img_ids[k]), int(idxs[k])) for k in sel]
         p = key_rec.points3D[pid]
