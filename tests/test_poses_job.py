@@ -37,14 +37,16 @@ def test_arguments_to_params(tmp_path):
     assert p["scale_cameras"] == [0, 10] and p["scale_distance"] == 2.5
     json.dumps(p)
     opts = job.options_from_params(p)
-    assert opts.scale_ids == ("camera", 0, 10)
+    assert opts.scale_ids == ("camera", 0, 10) and opts.ba_observations == 40
+    assert job.options_from_params(_args(str(tmp_path), "--ba-observations", "0")).ba_observations is None
+    assert job.options_from_params(_args(str(tmp_path), "--ba-observations", "100")).ba_observations == 100
 
 
 @pytest.mark.parametrize("bad", [
     {"input": 3}, {"stride": 0}, {"start": 5, "stop": 5}, {"max_size": 10}, {"focal_px": -1},
     {"focal_px": 100, "focal_mm": 35, "sensor_width_mm": 36}, {"focal_mm": 35},
     {"scale_distance": 1.0}, {"scale_points": [1, 2]}, {"scale_cameras": [1, 1], "scale_distance": 1},
-    {"matcher": "orb"}, {"threads": 0},
+    {"matcher": "orb"}, {"threads": 0}, {"ba_observations": -1}, {"ba_observations": 2.5},
 ])
 def test_bad_params(bad, tmp_path):
     params = {"input": str(tmp_path)}

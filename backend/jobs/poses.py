@@ -46,12 +46,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--matcher", choices=MATCHERS, default="auto",
                         help="klt: track video frames; sift: match photos; auto: klt, falling back "
                              "to sift when tracks do not connect the frames")
+    parser.add_argument("--ba-observations", type=int, default=40,
+                        help="most observations of one point in the final bundle adjustment "
+                             "(default 40; 0: all of them, more accurate and slower)")
     parser.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
 
 
 def params_from_args(args: argparse.Namespace) -> dict:
     p = {"input": str(Path(args.input).resolve()), "start": args.start, "stride": args.stride,
-         "max_size": args.max_size, "camera_height": args.camera_height, "matcher": args.matcher}
+         "max_size": args.max_size, "camera_height": args.camera_height, "matcher": args.matcher,
+         "ba_observations": args.ba_observations}
     for key in ("stop", "max_frames", "focal_px", "focal_mm", "sensor_width_mm", "scale_distance",
                 "threads"):
         value = getattr(args, key)
@@ -98,7 +102,8 @@ def options_from_params(params: dict):
         raise _bad(f"stop ({stop}) must be greater than start ({start})")
     opts = SolveOptions(start=start, stop=stop, stride=_int(params, "stride", 1, 1),
                         max_frames=_int(params, "max_frames", None, 3, allow_none=True),
-                        max_size=_int(params, "max_size", 1920, 64))
+                        max_size=_int(params, "max_size", 1920, 64),
+                        ba_observations=_int(params, "ba_observations", 40, 0) or None)
     focal_px, focal_mm = _positive(params, "focal_px"), _positive(params, "focal_mm")
     sensor = _positive(params, "sensor_width_mm")
     if focal_px and focal_mm:
