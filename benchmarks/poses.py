@@ -53,8 +53,7 @@ def _summary(m: dict) -> dict:
             for k in keys if k in m}
 
 
-def ours(source: Path, truth: dict, threads: int, max_size: int, repeat: int = 1,
-         ba_observations: int | None = 40) -> dict:
+def ours(source: Path, truth: dict, threads: int, max_size: int, repeat: int = 1, **options) -> dict:
     """Our solve; with ``repeat`` > 1 the clip is solved that many times and the run with the
     median time is reported, with every run's seconds and per-stage timings alongside."""
     from backend.pipelines.poses.pipeline import SolveOptions, solve
@@ -62,8 +61,7 @@ def ours(source: Path, truth: dict, threads: int, max_size: int, repeat: int = 1
     runs = []
     for _ in range(max(1, repeat)):
         t = time.perf_counter()
-        sol = solve(source, SolveOptions(threads=threads, max_size=max_size,
-                                         ba_observations=ba_observations))
+        sol = solve(source, SolveOptions(threads=threads, max_size=max_size, **options))
         runs.append((time.perf_counter() - t, sol))
     order = sorted(range(len(runs)), key=lambda i: runs[i][0])
     seconds, sol = runs[order[len(order) // 2]]
@@ -94,7 +92,6 @@ def plain_pycolmap(source: Path, truth: dict, threads: int, max_size: int, overl
     info = probe(source)
     ext = pycolmap.FeatureExtractionOptions()
     ext.num_threads = threads
-    extractor = pycolmap.FeatureExtractor.create(ext, pycolmap.Device.cpu)
     names: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="bench-colmap-") as tmp:
         db_path = Path(tmp) / "database.db"
@@ -112,6 +109,7 @@ def plain_pycolmap(source: Path, truth: dict, threads: int, max_size: int, overl
             n = len(files)
         else:
             # A video: frames decoded here, extracted one by one.
+            extractor = pycolmap.FeatureExtractor.create(ext, pycolmap.Device.cpu)
             db = pycolmap.Database.open(str(db_path))
             f0 = 1.2 * max(info.width, info.height)
             cam = pycolmap.Camera(model="RADIAL", width=info.width, height=info.height,
@@ -273,7 +271,7 @@ def main(argv=None) -> int:
         s["input"] = source.name
         s["ba_observations"] = args.ba_observations or "all"
         s["ours"] = ours(source, truth, args.threads, args.max_size, args.repeat,
-                         args.ba_observations or None)
+                         ba_observations=args.ba_observations or None)
         print("ours", json.dumps({k: v for k, v in s["ours"].items() if k != "stats"}), flush=True)
         res["synthetic"] = s
         _write(args, res)  # kept if the baseline below does not finish

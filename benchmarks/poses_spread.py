@@ -15,8 +15,8 @@ metric per method.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -30,18 +30,6 @@ from poses import footage, machine_description, ours, plain_pycolmap  # noqa: E4
 from shared_protocol import camera_file  # noqa: E402
 
 METRICS = ("rot_err_deg_median", "ate_pct", "focal_err_pct", "reproj_mean_px", "seconds")
-
-
-def _ours_with_anchor(source: Path, truth: dict, threads: int, max_size: int, frames: int) -> dict:
-    from backend.pipelines.poses import pipeline
-    from backend.pipelines.poses.tracking import KLTTracker
-
-    original = pipeline.KLTTracker
-    pipeline.KLTTracker = functools.partial(KLTTracker, anchor_frames=frames)
-    try:
-        return ours(source, truth, threads, max_size)
-    finally:
-        pipeline.KLTTracker = original
 
 
 def _spread(runs: list[dict]) -> dict:
@@ -86,15 +74,12 @@ def main(argv=None) -> int:
     ap.add_argument("--note", default="")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args(argv)
-    import os
-
     threads = args.threads or os.cpu_count() or 1
     truth = camera_file.read(args.clip / "truth.json")
     source = footage(args.clip, args.use_frames)
     res = {"machine": args.machine, "host": machine_description(threads), "note": args.note,
            "clip": str(args.clip), "width": truth["width"], "height": truth["height"],
            "frames": len(truth["frames"]), "max_size": args.max_size, "ours": [], "plain_pycolmap": []}
-    keep = ("rot_err_deg_median", "ate_pct", "focal_err_pct", "reproj_mean_px", "seconds")
 
     def write():
         res["spread"] = {"ours": _spread(res["ours"]), "plain_pycolmap": _spread(res["plain_pycolmap"])}
@@ -103,13 +88,13 @@ def main(argv=None) -> int:
         (args.out / f"poses-spread-{args.machine}.md").write_text(markdown(res))
 
     for frames in args.anchor_frames:
-        r = _ours_with_anchor(source, truth, threads, args.max_size, frames)
-        res["ours"].append({"setting": f"anchor_frames={frames}", **{k: r.get(k) for k in keep}})
+        r = ours(source, truth, threads, args.max_size, anchor_frames=frames)
+        res["ours"].append({"setting": f"anchor_frames={frames}", **{k: r.get(k) for k in METRICS}})
         print("ours", res["ours"][-1], flush=True)
         write()
     for overlap in args.baseline_overlaps:
         r = plain_pycolmap(source, truth, threads, args.max_size, overlap=overlap)
-        res["plain_pycolmap"].append({"setting": f"overlap={overlap}", **{k: r.get(k) for k in keep}})
+        res["plain_pycolmap"].append({"setting": f"overlap={overlap}", **{k: r.get(k) for k in METRICS}})
         print("plain pycolmap", res["plain_pycolmap"][-1], flush=True)
         write()
     write()

@@ -49,6 +49,7 @@ class SolveOptions:
     of them lowers the trajectory error 1.3-2x and the frame-to-frame rotation error about 3x,
     and costs 20-40 % more time on 2 cores but 3x more on 16 (the adjustment does not scale
     with threads), where the solve then runs below 15 frames/s; hence the cap by default.
+    ``anchor_frames`` is the tracker's anchor renewal period (default: the tracker's).
     """
 
     start: int = 0
@@ -68,6 +69,7 @@ class SolveOptions:
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     rotation_check: bool = True
     ba_observations: int | None = 40
+    anchor_frames: int | None = None
 
 
 def solve(input_path: str | Path, options: SolveOptions | None = None,
@@ -149,7 +151,8 @@ def _decode_threads(opts: SolveOptions) -> int:
 def _decode(path, opts, matcher, info, size, expected, prog):
     """Stream the frames once: KLT tracks (for SIFT only the frames' identities and texture)."""
     sw, sh = size
-    tracker = KLTTracker((info.width, info.height), (sw, sh), max_corners=opts.max_corners)
+    tracker = KLTTracker((info.width, info.height), (sw, sh), max_corners=opts.max_corners,
+                         anchor_frames=opts.anchor_frames)
     sources: list[str] = []
     frames = iter_frames(path, opts.start, opts.stop, opts.stride, opts.max_frames, opts.max_size,
                          threads=_decode_threads(opts))

@@ -25,7 +25,6 @@ def checkpoint_dir_for(solve_dir: Path, cfg: TrainConfig, input_path: Path) -> P
     return cache_dir() / "reconstruct" / hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
-
 def load_solve_and_frames(solve_dir, input_path, max_size, device, frames_budget_gb: float, progress: Progress):
     """``(solve, footage path, frames)``: the camera solve and its frames at the training size."""
     progress.stage("load", "reading the camera solve")
@@ -38,6 +37,7 @@ def load_solve_and_frames(solve_dir, input_path, max_size, device, frames_budget
                          max_size=max_size, device=device, device_budget_gb=frames_budget_gb,
                          progress=progress)
     return solve, src, frames
+
 
 def reconstruct(solve_dir: str | Path, out_dir: str | Path, cfg: TrainConfig | None = None,
                 device: str | None = None, input_path: str | Path | None = None,
