@@ -93,7 +93,9 @@ def test_build_model_subsamples_long_tracks_evenly():
         obs.xy = np.vstack([obs.xy, obs.xy[0]])
         obs.rgb = np.vstack([obs.rgb, obs.rgb[0]])
     t2p[5000] = t2p[1000]
-    full, seen = bundle.build_model(rec, tracks, poses, t2p, max_obs_per_point=8)
+    model = bundle.build_model(rec, tracks, poses, t2p, max_obs_per_point=8)
+    full, seen = model.rec, model.frames_seen
+    assert not model.pending.any() and len(model.table) == full.compute_num_observations()
     assert full.num_points3D() == 120 and full.num_reg_images() == 60
     per_image = np.zeros(61, int)
     for pid, point in full.points3D.items():
@@ -108,7 +110,7 @@ def test_build_model_subsamples_long_tracks_evenly():
 
 def test_reprojection_errors_agree_with_pycolmap_projection():
     rec, tracks, t2p, poses = _scene(n_frames=5, n_points=80, k1=-0.08, k2=0.02)
-    full, _ = bundle.build_model(rec, tracks, poses, t2p)
+    full = bundle.build_model(rec, tracks, poses, t2p).rec
     rows = bundle.observation_errors(full)
     assert len(rows) == full.compute_num_observations()
     for iid, idx, pid, err in rows[::7]:
@@ -119,6 +121,40 @@ def test_reprojection_errors_agree_with_pycolmap_projection():
     # Without outliers every error is the injected pixel noise.
     clean_rec, clean_tracks, clean_t2p, clean_poses = _scene(n_frames=5, n_points=80,
                                                              outliers=0.0)
-    clean, _ = bundle.build_model(clean_rec, clean_tracks, clean_poses, clean_t2p)
+    clean = bundle.build_model(clean_rec, clean_tracks, clean_poses, clean_t2p).rec
     err = bundle.observation_errors(clean)[:, 3]
     assert np.sqrt(np.mean(err ** 2)) == pytest.approx(NOISE_PX * np.sqrt(2), rel=0.15)
+
+
+def _observation_set(rows) -> set:
+    return {tuple(r) for r in np.asarray(rows)[:, :3].astype(np.int64).tolist()}
+
+
+def test_adjust_adds_held_back_observations_after_the_robust_round_except_outliers():
+    rec, tracks, t2p, poses = _scene(n_frames=30, n_points=150, outliers=0.1, seed=3)
+    rng = np.random.default_rng(4)
+    for k in range(2, 30):  # start from poses a little off, as PnP leaves them
+        r = Rotation.from_rotvec(rng.normal(0, 0.0005, 3)).as_matrix()
+        poses[k] = pycolmap.Rigid3d(pycolmap.Rotation3d(r @ poses[k].rotation.matrix()),
+                                    poses[k].translation + rng.normal(0, 0.002, 3))
+    model = bundle.build_model(rec, tracks, poses, t2p, robust_obs_per_point=6)
+    per_point = np.bincount(model.table[~model.pending, 2].astype(np.int64))
+    assert len(model.table) == 150 * 30 and per_point[per_point > 0].max() == 6
+    assert model.rec.compute_num_observations() == int((~model.pending).sum())
+    gross = bundle.reprojection_errors(model.rec, model.table) > 15.0  # injected 20-40 px
+    counts, kept = bundle.adjust(model.rec, fixed_focal=True, threads=1, refine_distortion=False,
+                                 table=model.table, pending=model.pending)
+    # Every clean observation, held back or not, is in the final model; no outlier is.
+    assert _observation_set(kept) == _observation_set(bundle.observation_table(model.rec))
+    assert _observation_set(kept) == _observation_set(model.table[~gross])
+    assert counts["observations_removed"] == int(gross.sum())
+    # The final round is the same problem as adjusting with every observation from the start,
+    # so it reaches the same poses to the solver's stopping tolerance: a small fraction of
+    # what the 0.2 px noise leaves (about 0.015 deg and 1.5e-3 units here).
+    everything = bundle.build_model(rec, tracks, poses, t2p, robust_obs_per_point=None)
+    assert not everything.pending.any()
+    bundle.adjust(everything.rec, fixed_focal=True, threads=1, refine_distortion=False)
+    for k in range(30):
+        a = model.rec.images[k + 1].cam_from_world()
+        b = everything.rec.images[k + 1].cam_from_world()
+        assert _angle_deg(a, b) < 1e-3 and np.linalg.norm(_centre(a) - _centre(b)) < 3e-4

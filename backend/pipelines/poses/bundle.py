@@ -8,6 +8,8 @@ robust first pass are removed and the problem is solved again.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pycolmap
 
@@ -15,15 +17,45 @@ from .sfm import image_name, position_of
 from .tracking import TrackLookup, Tracks
 
 
+# Observations per point in the robust first round of the all-frame adjustment. That round only
+# has to expose outliers, which it does as well from every k-th frame of a long track; the
+# observations held back are checked against its result and join the final round.
+ROBUST_OBS_PER_POINT = 40
+
+
+@dataclass
+class FrameModel:
+    """All posed frames observing the keyframe model's points, ready for :func:`adjust`.
+
+    ``rec`` holds the robust round's observations; ``table`` lists every observation of the
+    final round as rows of (image id, point2D index, point3D id, x, y), with ``pending`` marking
+    the rows not yet in ``rec``. ``frames_seen`` is, per point id, the number of frames that
+    saw the point.
+    """
+    rec: pycolmap.Reconstruction
+    table: np.ndarray
+    pending: np.ndarray
+    frames_seen: dict[int, int]
+
+
+def _every_kth(count: int, cap: int | None, offset: int) -> np.ndarray:
+    """Indices into ``count`` observations keeping every k-th (k so that at most about ``cap``
+    remain), starting at ``offset`` mod k; all of them without a cap."""
+    step = -(-count // cap) if cap else 1
+    return np.arange(offset % step, count, step) if step > 1 else np.arange(count)
+
+
 def build_model(key_rec: pycolmap.Reconstruction, tracks: Tracks, poses: dict[int, pycolmap.Rigid3d],
-                track_to_point: dict[int, int], max_obs_per_point: int | None = None):
-    """A reconstruction with every posed frame observing the keyframe model's points.
+                track_to_point: dict[int, int], max_obs_per_point: int | None = None,
+                robust_obs_per_point: int | None = ROBUST_OBS_PER_POINT) -> FrameModel:
+    """Every posed frame observing the keyframe model's points.
 
     With ``max_obs_per_point`` a point seen in more frames keeps every k-th observation (offset
     by the point id, so each frame keeps about the same share of its points); ``None`` keeps
     them all. Thinning bounds the adjustment's time; keeping all lowers the trajectory error,
     since tracked positions are correlated over neighbouring frames (see ``SolveOptions``).
-    Returns the model and, per point id, the number of frames that saw the point.
+    Of the kept observations, every k-th up to ``robust_obs_per_point`` goes into the model for
+    the robust round and the rest wait in the table (``pending``).
     """
     rec = pycolmap.Reconstruction()
     camera = next(iter(key_rec.cameras.values()))
@@ -31,7 +63,7 @@ def build_model(key_rec: pycolmap.Reconstruction, tracks: Tracks, poses: dict[in
                           params=camera.params, camera_id=1)
     rec.add_camera_with_trivial_rig(cam)
     lookup = TrackLookup(track_to_point)
-    img_ids, idxs, pids = [], [], []
+    img_ids, idxs, pids, xys = [], [], [], []
     for image_id, pos in enumerate(sorted(poses), start=1):
         obs = tracks.frames[pos]
         image = pycolmap.Image(name=image_name(pos), keypoints=obs.xy.astype(np.float64),
@@ -42,23 +74,33 @@ def build_model(key_rec: pycolmap.Reconstruction, tracks: Tracks, poses: dict[in
         img_ids.append(np.full(len(pid), image_id))
         idxs.append(idx[first])
         pids.append(pid)
+        xys.append(obs.xy[idx[first]])
     if not pids:
-        return rec, {}
+        return FrameModel(rec, np.zeros((0, 5)), np.zeros(0, bool), {})
     img_ids, idxs, pids = (np.concatenate(a) for a in (img_ids, idxs, pids))
+    xys = np.concatenate(xys).astype(np.float64)
     order = np.lexsort((img_ids, pids))
-    img_ids, idxs, pids = img_ids[order], idxs[order], pids[order]
+    img_ids, idxs, pids, xys = img_ids[order], idxs[order], pids[order], xys[order]
     uniq, starts, counts = np.unique(pids, return_index=True, return_counts=True)
     frames_seen: dict[int, int] = {}
+    rows, pending = [], []
     for pid, a, count in zip(uniq.tolist(), starts.tolist(), counts.tolist()):
         if count < 2 or not key_rec.exists_point3D(pid):
             continue
-        step = -(-count // max_obs_per_point) if max_obs_per_point else 1
-        sel = range(a + pid % step, a + count, step) if step > 1 else range(a, a + count)
-        elems = [pycolmap.TrackElement(int(img_ids[k]), int(idxs[k])) for k in sel]
+        kept = a + _every_kth(count, max_obs_per_point, pid)
+        robust = np.zeros(len(kept), bool)
+        robust[_every_kth(len(kept), robust_obs_per_point, pid)] = True
+        elems = [pycolmap.TrackElement(int(img_ids[k]), int(idxs[k])) for k in kept[robust]]
         p = key_rec.points3D[pid]
         new_id = rec.add_point3D(p.xyz, pycolmap.Track(elems), p.color)
         frames_seen[new_id] = count
-    return rec, frames_seen
+        rows.append(np.column_stack([img_ids[kept], idxs[kept], np.full(len(kept), new_id),
+                                     xys[kept]]))
+        pending.append(~robust)
+    if not rows:
+        return FrameModel(rec, np.zeros((0, 5)), np.zeros(0, bool), frames_seen)
+    return FrameModel(rec, np.vstack(rows).astype(np.float64), np.concatenate(pending),
+                      frames_seen)
 
 
 # The all-frame adjustment solves the reduced camera system iteratively (conjugate gradients on
@@ -185,42 +227,49 @@ def distortion_is_significant(rec: pycolmap.Reconstruction, fixed_focal: bool, t
 
 
 def adjust(rec: pycolmap.Reconstruction, fixed_focal: bool, threads: int = -1,
-           max_error_px: float = 2.0, rounds: int = 2, refine_distortion: bool = True,
-           px_scale: float = 1.0) -> dict:
-    """Robust BA, drop observations over ``max_error_px``, BA again; returns counts.
+           max_error_px: float = 2.0, refine_distortion: bool = True, px_scale: float = 1.0,
+           table: np.ndarray | None = None,
+           pending: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
+    """Robust BA, drop observations over ``max_error_px``, BA again.
 
-    The robust round only has to expose the outliers (at most 10 iterations); the final round
-    stops when an iteration lowers the cost by less than 1e-7 of it.
+    ``table`` lists every observation to adjust (rows of :func:`observation_table`; default:
+    the model's own) and ``pending`` marks its rows not yet in the model: they join it after the
+    robust round unless they reproject worse than ``max_error_px`` there. The robust round only
+    has to expose the outliers (at most 10 iterations); the final round stops when an iteration
+    lowers the cost by less than 1e-7 of it.
 
     ``px_scale`` (full-resolution pixels per solve pixel) scales the robust loss and the
-    outlier threshold, which are meant in solve pixels.
+    outlier threshold, which are meant in solve pixels. Returns counts for the solve's stats and
+    the table of the observations left in the model.
     """
     max_error_px *= px_scale
-    removed = 0
     if not refine_distortion:
         set_distortion(rec, 0.0, 0.0)
     n = rec.num_reg_images()
-    table = observation_table(rec) if rounds > 1 else None
-    for r in range(rounds):
-        if r == 0:
-            run_ba(rec, _ba_options(fixed_focal, px_scale, threads, 10, 1e-6, refine_distortion, n))
-        else:
-            run_ba(rec, _ba_options(fixed_focal, None, threads, 50, 1e-7,
-                                    refine_distortion=refine_distortion, n_frames=n))
-        if r == rounds - 1:
-            break
-        err = reprojection_errors(rec, table)
-        bad = err > max_error_px
-        for iid, idx, pid in table[bad, :3].astype(np.int64).tolist():
-            if rec.exists_point3D(pid):
-                if rec.points3D[pid].track.length() <= 2:
-                    rec.delete_point3D(pid)
-                else:
-                    rec.delete_observation(iid, idx)
-        removed += int(bad.sum())
-        table = table[~bad]
-        table = table[[rec.exists_point3D(int(p)) for p in table[:, 2]]] if len(table) else table
-    return {"observations_removed": int(removed), "distortion_estimated": bool(refine_distortion)}
+    if table is None:
+        table = observation_table(rec)
+    if pending is None:
+        pending = np.zeros(len(table), bool)
+    run_ba(rec, _ba_options(fixed_focal, px_scale, threads, 10, 1e-6, refine_distortion, n))
+    bad = reprojection_errors(rec, table) > max_error_px
+    for iid, idx, pid in table[bad & ~pending, :3].astype(np.int64).tolist():
+        if rec.exists_point3D(pid):
+            if rec.points3D[pid].track.length() <= 2:
+                rec.delete_point3D(pid)
+            else:
+                rec.delete_observation(iid, idx)
+    table, pending = table[~bad], pending[~bad]
+    if len(table):
+        pids = table[:, 2].astype(np.int64)
+        uniq, inv = np.unique(pids, return_inverse=True)
+        alive = np.array([rec.exists_point3D(p) for p in uniq.tolist()], bool)[inv]
+        for iid, idx, pid in table[alive & pending, :3].astype(np.int64).tolist():
+            rec.add_observation(pid, pycolmap.TrackElement(iid, idx))
+        table = table[alive]
+    run_ba(rec, _ba_options(fixed_focal, None, threads, 50, 1e-7,
+                            refine_distortion=refine_distortion, n_frames=n))
+    return {"observations_removed": int(bad.sum()),
+            "distortion_estimated": bool(refine_distortion)}, table
 
 
 def frame_errors(rec: pycolmap.Reconstruction) -> dict[int, float]:

@@ -222,16 +222,18 @@ def _solve_tracks(tracks, opts, prog, stats, timings, px_scale, name):
 
     prog.stage("bundle_adjust", f"bundle adjustment over {len(poses)} frames")
     t = time.perf_counter()
-    full, frames_seen = bundle.build_model(rec, tracks, poses, t2p,
-                                           max_obs_per_point=opts.ba_observations or None)
-    stats.update(bundle.adjust(full, fixed_focal=camera.has_prior_focal_length, threads=opts.threads,
-                               refine_distortion=distortion, px_scale=px_scale))
+    model = bundle.build_model(rec, tracks, poses, t2p,
+                               max_obs_per_point=opts.ba_observations or None)
+    counts, table = bundle.adjust(model.rec, fixed_focal=camera.has_prior_focal_length,
+                                  threads=opts.threads, refine_distortion=distortion,
+                                  px_scale=px_scale, table=model.table, pending=model.pending)
+    stats.update(counts)
     timings["bundle_adjust"] = time.perf_counter() - t
 
     def colour(pos, idx):
         return tracks.frames[pos].rgb[idx]
 
-    return _collect(full, n, colour, frames_seen)
+    return _collect(model.rec, n, colour, table, model.frames_seen)
 
 
 def _solve_sift(path, n, info, opts, prog, stats, timings, px_scale, name):
@@ -254,19 +256,22 @@ def _solve_sift(path, n, info, opts, prog, stats, timings, px_scale, name):
     prog.stage("register", "registered by the mapper")
     prog.stage("bundle_adjust", f"bundle adjustment over {rec.num_reg_images()} images")
     t = time.perf_counter()
-    stats.update(bundle.adjust(rec, fixed_focal=camera.has_prior_focal_length, threads=opts.threads,
-                               refine_distortion=distortion, px_scale=px_scale))
+    counts, table = bundle.adjust(rec, fixed_focal=camera.has_prior_focal_length,
+                                  threads=opts.threads, refine_distortion=distortion,
+                                  px_scale=px_scale)
+    stats.update(counts)
     timings["bundle_adjust"] = time.perf_counter() - t
 
     def colour(pos, idx):
         return colours[pos][idx]
 
-    return _collect(rec, n, colour)
+    return _collect(rec, n, colour, table)
 
 
-def _collect(rec, n, colour, frames_seen=None):
+def _collect(rec, n, colour, table, frames_seen=None):
     """Arrays from a bundle-adjusted model: OpenCV c2w per position, intrinsics, points (track
     length = number of frames that saw the point: ``frames_seen`` or the model's track).
+    ``table`` lists the model's observations (rows of ``bundle.observation_table``);
     ``colour(position, point2D_indices)`` gives the colours seen at those keypoints."""
     camera = next(iter(rec.cameras.values()))
     params = list(camera.params) + [0.0, 0.0]
@@ -275,7 +280,6 @@ def _collect(rec, n, colour, frames_seen=None):
         if im.has_pose:
             c2w[sfm.position_of(im.name)] = np.vstack([im.cam_from_world().inverse().matrix(),
                                                        [0, 0, 0, 1]])
-    table = bundle.observation_table(rec)
     errs = bundle.reprojection_errors(rec, table)
     img_ids = table[:, 0].astype(np.int64)
     pids = table[:, 2].astype(np.int64)
