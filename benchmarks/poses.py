@@ -244,8 +244,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-baseline", action="store_true", help="skip plain pycolmap")
     ap.add_argument("--no-herz", action="store_true", help="skip herz-jesus-p8")
     ap.add_argument("--herz-max-size", type=int, default=1536)
-    ap.add_argument("--ba-observations", type=int, default=40,
-                    help="our final adjustment's observations per point (0: all)")
+    ap.add_argument("--ba-observations", type=int, default=0,
+                    help="our final adjustment's observations per point (default 0: all)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args(argv)
 

@@ -37,8 +37,8 @@ def test_arguments_to_params(tmp_path):
     assert p["scale_cameras"] == [0, 10] and p["scale_distance"] == 2.5
     json.dumps(p)
     opts = job.options_from_params(p)
-    assert opts.scale_ids == ("camera", 0, 10) and opts.ba_observations == 40
-    assert job.options_from_params(_args(str(tmp_path), "--ba-observations", "0")).ba_observations is None
+    assert opts.scale_ids == ("camera", 0, 10) and opts.ba_observations is None
+    assert job.options_from_params(_args(str(tmp_path), "--ba-observations", "40")).ba_observations == 40
     assert job.options_from_params(_args(str(tmp_path), "--ba-observations", "100")).ba_observations == 100
 
 

@@ -46,9 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--matcher", choices=MATCHERS, default="auto",
                         help="klt: track video frames; sift: match photos; auto: klt, falling back "
                              "to sift when tracks do not connect the frames")
-    parser.add_argument("--ba-observations", type=int, default=40,
+    parser.add_argument("--ba-observations", type=int, default=0,
                         help="most observations of one point in the final bundle adjustment "
-                             "(default 40; 0: all of them, more accurate and slower)")
+                             "(default 0: all of them; a cap such as 40 is faster and less "
+                             "accurate)")
     parser.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
 
 
@@ -103,7 +104,7 @@ def options_from_params(params: dict):
     opts = SolveOptions(start=start, stop=stop, stride=_int(params, "stride", 1, 1),
                         max_frames=_int(params, "max_frames", None, 3, allow_none=True),
                         max_size=_int(params, "max_size", 1920, 64),
-                        ba_observations=_int(params, "ba_observations", 40, 0) or None)
+                        ba_observations=_int(params, "ba_observations", 0, 0) or None)
     focal_px, focal_mm = _positive(params, "focal_px"), _positive(params, "focal_mm")
     sensor = _positive(params, "sensor_width_mm")
     if focal_px and focal_mm:

@@ -45,10 +45,11 @@ class SolveOptions:
     tracks rather than with the pixels); 4K input is halved.
 
     ``ba_observations`` caps the observations of one point in the final adjustment (every k-th
-    frame of a longer track; ``None`` keeps every one). On the 1080p benchmark clips keeping all
-    of them lowers the trajectory error 1.3-2x and the frame-to-frame rotation error about 3x,
-    and costs 20-40 % more time on 2 cores but 3x more on 16 (the adjustment does not scale
-    with threads), where the solve then runs below 15 frames/s; hence the cap by default.
+    frame of a longer track; ``None``, the default, keeps every one). Its robust first round
+    always works on at most 40 per point (:data:`bundle.ROBUST_OBS_PER_POINT`). A cap makes the
+    final round faster (1.5 s against 5 s for 300 frames at 1080p on 16 cores) and the
+    trajectory error about 2x larger, as tracked positions are correlated over neighbouring
+    frames.
     ``anchor_frames`` is the tracker's anchor renewal period (default: the tracker's).
     """
 
@@ -68,7 +69,7 @@ class SolveOptions:
     keyframe_motion: float = 0.05
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     rotation_check: bool = True
-    ba_observations: int | None = 40
+    ba_observations: int | None = None
     anchor_frames: int | None = None
 
 
@@ -152,11 +153,11 @@ def _decode(path, opts, matcher, info, size, expected, prog):
     """Stream the frames once: KLT tracks (for SIFT only the frames' identities and texture)."""
     sw, sh = size
     tracker = KLTTracker((info.width, info.height), (sw, sh), max_corners=opts.max_corners,
-                         anchor_frames=opts.anchor_frames)
+                         anchor_frames=opts.anchor_frames, threads=opts.threads)
     sources: list[str] = []
     frames = iter_frames(path, opts.start, opts.stop, opts.stride, opts.max_frames, opts.max_size,
                          threads=_decode_threads(opts))
-    with closing(frames):
+    with closing(frames), closing(tracker):
         for n, (index, source, rgb) in enumerate(frames):
             if rgb.shape[1] != sw or rgb.shape[0] != sh:
                 raise JobError(f"frame {source} of {path} has size {rgb.shape[1]}x{rgb.shape[0]}, "

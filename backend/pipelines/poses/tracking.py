@@ -3,8 +3,10 @@
 Corners (Shi-Tomasi) are tracked frame to frame; a track survives a step only if tracking it
 back lands within ``fb_max_px`` of where it started (forward-backward check) and it stays inside
 the image. Frame-to-frame tracking accumulates drift, so each position is then refined against
-the track's anchor (the frame where it was detected, renewed every ``anchor_frames`` frames) and
-the track is dropped if the two disagree by more than ``anchor_max_px``. New corners are
+the track's anchor (the frame where it was detected, renewed every ``anchor_frames`` frames, or
+sooner when the patch has shrunk or grown by ``max_deform``) and the track is dropped if the two
+disagree by more than ``anchor_max_px``. The anchor patch is matched with an affine deformation
+(:mod:`.affine_klt`, from 640 px up) or by translation alone (smaller frames). New corners are
 detected where tracks are sparse. A frame in which most tracks are lost at once (a flash, a
 corrupt or blank frame) is recorded with no observations and tracking resumes from the last
 good frame; only after ``max_lost`` such frames in a row does tracking restart from scratch. Observations are stored per frame
@@ -12,10 +14,13 @@ in full-resolution pixel coordinates (pixel-corner origin), with the colour seen
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+
+from . import affine_klt
 
 
 @dataclass
@@ -82,7 +87,9 @@ class KLTTracker:
                  max_corners: int = 1500, min_distance: float | None = None,
                  quality: float = 0.005, fb_max_px: float = 0.5, window: int = 15,
                  levels: int = 4, anchor_frames: int | None = None, anchor_max_px: float = 1.0,
-                 anchor_window: int | None = None, max_lost: int = 5, lost_fraction: float = 0.3):
+                 anchor_window: int | None = None, max_lost: int = 5, lost_fraction: float = 0.3,
+                 anchor_model: str | None = None, anchor_half: int = 5, max_deform: float = 1.3,
+                 threads: int = 1):
         self.full_w, self.full_h = full_size
         self.w, self.h = solve_size
         self.sx = self.full_w / self.w
@@ -95,13 +102,20 @@ class KLTTracker:
         self.window, self.levels = window, levels
         self.lk = dict(winSize=(window, window), maxLevel=levels,
                        criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 0.05))
-        # The anchor pass measures the drift-free position. Its translation-only window is biased
-        # by the patch's perspective deformation since the anchor frame, so small solve sizes
-        # (where a window covers much of the scene) use a small window and renew anchors sooner,
-        # and full-HD tracking, where the deformation bias outweighs the pixel noise, a window
-        # of 7 (it lowers the trajectory error 10-30 % against 11 on the 1080p benchmark clips).
-        # Values chosen on the synthetic clips of the tests and benchmarks.
+        # The anchor pass measures the drift-free position. From 640 px up it aligns the anchor
+        # patch with an affine deformation (affine_klt): a translation-only match is biased by
+        # the patch's perspective deformation since the anchor frame, and each renewal hands the
+        # bias on, so long tracks wander by a tenth of a pixel or more; on the 1080p benchmark
+        # clips the affine pass lowers every pose error 2-10x. Below 640 px, where a patch spans
+        # much of the scene and six parameters fit noise, the translation-only pass stays, with
+        # a small window and anchors renewed sooner. Values chosen on the synthetic clips of the
+        # tests and benchmarks.
         small = max(self.w, self.h) < 640
+        if anchor_model is None:
+            anchor_model = "translation" if small else "affine"
+        if anchor_model not in ("affine", "translation"):
+            raise ValueError(f"anchor_model must be 'affine' or 'translation', not {anchor_model!r}")
+        self.affine = anchor_model == "affine"
         if anchor_window is None:
             anchor_window = 5 if small else 7 if max(self.w, self.h) >= 1600 else 11
         if anchor_frames is None:
@@ -110,7 +124,12 @@ class KLTTracker:
                               criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.003))
         self.anchor_frames = anchor_frames
         self.anchor_max = anchor_max_px
-        self.anchors: dict[int, np.ndarray] = {}
+        self.anchors: dict[int, np.ndarray] = {}  # anchor frames of the translation-only pass
+        self.anchor_half, self.max_deform = anchor_half, max_deform
+        self.prev_tpl = affine_klt.Templates.empty(anchor_half)
+        self.prev_aff = np.zeros((0, 2, 2))
+        self.pool = ThreadPoolExecutor(threads) if self.affine and threads > 1 else None
+        self.chunks = max(1, threads)
         self.max_lost = max_lost
         self.lost_fraction = lost_fraction
         self.lost_run = 0
@@ -158,6 +177,33 @@ class KLTTracker:
             ok[sel[~good]] = False
         return pts, ok
 
+    def _refine_affine(self, gray, pts, ok, tpl, aff):
+        """Align each track's anchor patch (affine) starting at ``pts``; drop disagreements."""
+        pts, ok, aff = pts.copy(), ok.copy(), aff.copy()
+        sel = np.flatnonzero(ok)
+        img = gray.astype(np.float32)
+
+        def run(part):
+            return affine_klt.refine(img, tpl.take(part), pts[part], aff[part], self.anchor_half)
+
+        n_chunks = min(self.chunks, len(sel) // 200) if self.pool else 1
+        if n_chunks > 1:
+            parts = np.array_split(sel, n_chunks)
+            got, a, conv, zncc = (np.concatenate(v) for v in zip(*self.pool.map(run, parts)))
+        else:
+            got, a, conv, zncc = run(sel)
+        good = conv & (zncc > 0.7) & (np.linalg.norm(got - pts[sel], axis=1) < self.anchor_max)
+        pts[sel[good]] = got[good]
+        aff[sel[good]] = a[good]
+        ok[sel[~good]] = False
+        return pts, ok, aff
+
+    def close(self) -> None:
+        """Stop the refinement threads (the tracks stay readable)."""
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
+
     def _record_empty(self, index: int, source: str, gray: np.ndarray) -> FrameObservations:
         obs = FrameObservations(np.zeros(0, np.int64), np.zeros((0, 2)), np.zeros((0, 3), np.uint8))
         self.tracks.frames.append(obs)
@@ -177,19 +223,33 @@ class KLTTracker:
             back, st2, _ = cv2.calcOpticalFlowPyrLK(gray, self.prev_gray, nxt, None, **self.lk)
             fb = np.linalg.norm(back - pts, axis=1)
             ok = (st.ravel() == 1) & (st2.ravel() == 1) & (fb < self.fb_max)
-            nxt, ok = self._refine_from_anchors(gray, nxt, ok, anchor, anchor_xy)
+            tpl, aff = self.prev_tpl, self.prev_aff
+            if self.affine:
+                nxt, ok, aff = self._refine_affine(gray, nxt, ok, tpl, aff)
+            else:
+                nxt, ok = self._refine_from_anchors(gray, nxt, ok, anchor, anchor_xy)
             ok &= (nxt[:, 0] >= 1) & (nxt[:, 1] >= 1) & (nxt[:, 0] < self.w - 1) & (nxt[:, 1] < self.h - 1)
             if len(pts) >= 50 and ok.mean() < self.lost_fraction and self.lost_run < self.max_lost:
                 self.lost_run += 1
                 return self._record_empty(index, source, gray)
             self.lost_run = 0
             pts, ids, anchor, anchor_xy = nxt[ok], ids[ok], anchor[ok], anchor_xy[ok]
+            if self.affine:
+                tpl, aff = tpl.take(ok), aff[ok]
         else:
             pts, ids = np.zeros((0, 2), np.float32), np.zeros(0, np.int64)
             anchor, anchor_xy = np.zeros(0, np.int64), np.zeros((0, 2), np.float32)
+            tpl, aff = affine_klt.Templates.empty(self.anchor_half), np.zeros((0, 2, 2))
         old = self.frame_no - anchor >= self.anchor_frames
+        if self.affine and len(aff):
+            sv = np.linalg.svd(aff, compute_uv=False)
+            old |= (sv[:, 0] > self.max_deform) | (sv[:, 1] < 1.0 / self.max_deform)
         anchor = np.where(old, self.frame_no, anchor)
         anchor_xy = np.where(old[:, None], pts, anchor_xy).astype(np.float32)
+        if self.affine and old.any():
+            renewed = affine_klt.make_templates(gray, pts[old], self.anchor_half)
+            tpl.assign(old, renewed)
+            aff[old] = np.eye(2)
         new = self._detect(gray, pts)
         if len(new):
             new_ids = np.arange(self.next_id, self.next_id + len(new), dtype=np.int64)
@@ -198,10 +258,16 @@ class KLTTracker:
             ids = np.concatenate([ids, new_ids])
             anchor = np.concatenate([anchor, np.full(len(new), self.frame_no)])
             anchor_xy = np.concatenate([anchor_xy, new])
-        self.anchors[self.frame_no] = gray
-        live = set(anchor.tolist())
-        for k in [k for k in self.anchors if k not in live]:
-            del self.anchors[k]
+            if self.affine:
+                tpl = affine_klt.Templates.concat(
+                    [tpl, affine_klt.make_templates(gray, new, self.anchor_half)])
+                aff = np.concatenate([aff, np.broadcast_to(np.eye(2), (len(new), 2, 2))])
+        self.prev_tpl, self.prev_aff = tpl, aff
+        if not self.affine:
+            self.anchors[self.frame_no] = gray
+            live = set(anchor.tolist())
+            for k in [k for k in self.anchors if k not in live]:
+                del self.anchors[k]
         self.prev_gray, self.prev_pts, self.prev_ids = gray, pts, ids
         self.prev_anchor, self.prev_anchor_xy = anchor, anchor_xy
         # KLT works in pixel-centre-at-integer coordinates; the solve uses pixel-corner origin.
