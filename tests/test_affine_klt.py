@@ -88,7 +88,6 @@ def _track_errors(scene, c2w, frames, **kw):
     tracker = KLTTracker((W, H), (W, H), **kw)
     for i, rgb in enumerate(frames):
         tracker.add(rgb, i, str(i))
-    tracker.close()
     first, last = tracker.tracks.frames[0], tracker.tracks.frames[-1]
     ids, i0, i1 = np.intersect1d(first.ids, last.ids, return_indices=True)
     xy0 = first.xy[i0]

@@ -85,17 +85,25 @@ def _normalise(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_templates(gray: np.ndarray, centres: np.ndarray, half: int) -> Templates:
-    """Templates of the patches of ``gray`` centred at ``centres`` (N, 2)."""
+    """Templates of the patches of ``gray`` centred at ``centres`` (N, 2).
+
+    Gradients are 3x3 Sobel filters of the bilinearly sampled image, on a window two pixels
+    wider than the patch."""
     if not len(centres):
         return Templates.empty(half)
-    img = gray.astype(np.float32)
-    gx = cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3, scale=1.0 / 8.0)
-    gy = cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3, scale=1.0 / 8.0)
-    u = grid(half)
-    mx, my = _maps(centres, np.broadcast_to(np.eye(2, dtype=np.float32), (len(centres), 2, 2)), u)
-    patch, std = _normalise(_sample(img, mx, my))
+    img = gray if gray.dtype == np.float32 else gray.astype(np.float32)
+    n, side = len(centres), 2 * half + 1
+    mx, my = _maps(centres, np.broadcast_to(np.eye(2, dtype=np.float32), (n, 2, 2)), grid(half + 2))
+    w = _sample(img, mx, my).reshape(n, side + 4, side + 4)
+    raw = w[:, 2:-2, 2:-2].reshape(n, -1)
+    dx = 0.5 * (w[:, :, 2:] - w[:, :, :-2])  # (n, side + 4, side + 2)
+    dy = 0.5 * (w[:, 2:, :] - w[:, :-2, :])  # (n, side + 2, side + 4)
+    gx = (0.25 * (dx[:, 1:-3] + 2.0 * dx[:, 2:-2] + dx[:, 3:-1]))[:, :, 1:-1].reshape(n, -1)
+    gy = (0.25 * (dy[:, :, 1:-3] + 2.0 * dy[:, :, 2:-2] + dy[:, :, 3:-1]))[:, 1:-1, :].reshape(n, -1)
+    patch, std = _normalise(raw)
     s = 1.0 / np.maximum(std, 1e-6)[:, None]
-    tx, ty = _sample(gx, mx, my) * s, _sample(gy, mx, my) * s
+    tx, ty = gx * s, gy * s
+    u = grid(half)
     ux, uy = u[None, :, 0], u[None, :, 1]
     sd = np.stack([tx * ux, ty * ux, tx * uy, ty * uy, tx, ty], axis=1).astype(np.float64)
     h = np.matmul(sd, sd.transpose(0, 2, 1))  # (N, 6, 6)
@@ -113,35 +121,38 @@ def refine(gray: np.ndarray, tpl: Templates, centres: np.ndarray, affine: np.nda
 
     Iterates until an update moves the centre less than ``eps`` px (at most ``iterations``).
     Returns (centres, affine, converged, zncc): the aligned centres and deformations, whether
-    each converged (last update under ``converged_px``), and the normalised correlation reached.
+    each converged (last update under ``converged_px``), and the normalised correlation of the
+    patch before the last update.
     """
     img = gray if gray.dtype == np.float32 else gray.astype(np.float32)
     u = grid(half)
-    c = centres.astype(np.float64).copy()
-    a = affine.astype(np.float64).copy()
+    c = centres.astype(np.float64)
+    a = affine.astype(np.float64)
     n = len(c)
-    step = np.full(n, np.inf)
-    idx = np.flatnonzero(tpl.valid)  # tracks still moving
+    step = np.full(n, np.inf, np.float32)
+    zncc = np.zeros(n, np.float32)
+    idx = np.flatnonzero(tpl.valid)  # tracks still moving, and their working copies
+    ci, ai, upd, patch = c[idx], a[idx], tpl.update[idx], tpl.patch[idx]
     for _ in range(iterations):
         if not len(idx):
             break
-        ci, ai = c[idx], a[idx]
         cur, _ = _normalise(_sample(img, *_maps(ci, ai, u)))
-        dp = np.matmul(tpl.update[idx], (cur - tpl.patch[idx])[:, :, None])[:, :, 0]
-        dp = dp.astype(np.float64)
+        zncc[idx] = (cur * patch).mean(axis=1)
+        dp = np.matmul(upd, (cur - patch)[:, :, None])[:, :, 0].astype(np.float64)
         # incremental warp u -> (I + D) u + d in template coordinates, composed inversely
         m00, m01, m10, m11 = 1.0 + dp[:, 0], dp[:, 2], dp[:, 1], 1.0 + dp[:, 3]
         det = m00 * m11 - m01 * m10
         ok = np.abs(det) > 0.2
         det = np.where(ok, det, 1.0)
         minv = np.stack([np.stack([m11, -m01], 1), np.stack([-m10, m00], 1)], 1) / det[:, None, None]
-        a_new = np.matmul(ai, minv)
-        shift = np.matmul(a_new, dp[:, 4:6, None])[:, :, 0]
-        a[idx[ok]] = a_new[ok]
-        c[idx[ok]] = ci[ok] - shift[ok]
-        step[idx] = np.where(ok, np.linalg.norm(shift, axis=1), np.inf)
-        idx = idx[ok & (step[idx] >= eps)]
-    cur, _ = _normalise(_sample(img, *_maps(c, a, u)))
-    zncc = (cur * tpl.patch).mean(axis=1)
+        ai = np.where(ok[:, None, None], np.matmul(ai, minv), ai)
+        shift = np.matmul(ai, dp[:, 4:6, None])[:, :, 0]
+        ci = np.where(ok[:, None], ci - shift, ci)
+        c[idx], a[idx] = ci, ai
+        moved = np.where(ok, np.sqrt((shift * shift).sum(axis=1)), np.inf)
+        step[idx] = moved
+        keep = ok & (moved >= eps)
+        if not keep.all():
+            idx, ci, ai, upd, patch = idx[keep], ci[keep], ai[keep], upd[keep], patch[keep]
     converged = tpl.valid & (step < converged_px)
     return c.astype(np.float32), a, converged, zncc

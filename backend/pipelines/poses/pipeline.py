@@ -153,11 +153,11 @@ def _decode(path, opts, matcher, info, size, expected, prog):
     """Stream the frames once: KLT tracks (for SIFT only the frames' identities and texture)."""
     sw, sh = size
     tracker = KLTTracker((info.width, info.height), (sw, sh), max_corners=opts.max_corners,
-                         anchor_frames=opts.anchor_frames, threads=opts.threads)
+                         anchor_frames=opts.anchor_frames)
     sources: list[str] = []
     frames = iter_frames(path, opts.start, opts.stop, opts.stride, opts.max_frames, opts.max_size,
                          threads=_decode_threads(opts))
-    with closing(frames), closing(tracker):
+    with closing(frames):
         for n, (index, source, rgb) in enumerate(frames):
             if rgb.shape[1] != sw or rgb.shape[0] != sh:
                 raise JobError(f"frame {source} of {path} has size {rgb.shape[1]}x{rgb.shape[0]}, "

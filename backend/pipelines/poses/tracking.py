@@ -14,7 +14,6 @@ in full-resolution pixel coordinates (pixel-corner origin), with the colour seen
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
@@ -88,8 +87,7 @@ class KLTTracker:
                  quality: float = 0.005, fb_max_px: float = 0.5, window: int = 15,
                  levels: int = 4, anchor_frames: int | None = None, anchor_max_px: float = 1.0,
                  anchor_window: int | None = None, max_lost: int = 5, lost_fraction: float = 0.3,
-                 anchor_model: str | None = None, anchor_half: int = 5, max_deform: float = 1.3,
-                 threads: int = 1):
+                 anchor_model: str | None = None, anchor_half: int = 5, max_deform: float = 1.3):
         self.full_w, self.full_h = full_size
         self.w, self.h = solve_size
         self.sx = self.full_w / self.w
@@ -128,8 +126,6 @@ class KLTTracker:
         self.anchor_half, self.max_deform = anchor_half, max_deform
         self.prev_tpl = affine_klt.Templates.empty(anchor_half)
         self.prev_aff = np.zeros((0, 2, 2))
-        self.pool = ThreadPoolExecutor(threads) if self.affine and threads > 1 else None
-        self.chunks = max(1, threads)
         self.max_lost = max_lost
         self.lost_fraction = lost_fraction
         self.lost_run = 0
@@ -181,28 +177,13 @@ class KLTTracker:
         """Align each track's anchor patch (affine) starting at ``pts``; drop disagreements."""
         pts, ok, aff = pts.copy(), ok.copy(), aff.copy()
         sel = np.flatnonzero(ok)
-        img = gray.astype(np.float32)
-
-        def run(part):
-            return affine_klt.refine(img, tpl.take(part), pts[part], aff[part], self.anchor_half)
-
-        n_chunks = min(self.chunks, len(sel) // 200) if self.pool else 1
-        if n_chunks > 1:
-            parts = np.array_split(sel, n_chunks)
-            got, a, conv, zncc = (np.concatenate(v) for v in zip(*self.pool.map(run, parts)))
-        else:
-            got, a, conv, zncc = run(sel)
+        got, a, conv, zncc = affine_klt.refine(gray, tpl.take(sel), pts[sel], aff[sel],
+                                               self.anchor_half)
         good = conv & (zncc > 0.7) & (np.linalg.norm(got - pts[sel], axis=1) < self.anchor_max)
         pts[sel[good]] = got[good]
         aff[sel[good]] = a[good]
         ok[sel[~good]] = False
         return pts, ok, aff
-
-    def close(self) -> None:
-        """Stop the refinement threads (the tracks stay readable)."""
-        if self.pool is not None:
-            self.pool.shutdown()
-            self.pool = None
 
     def _record_empty(self, index: int, source: str, gray: np.ndarray) -> FrameObservations:
         obs = FrameObservations(np.zeros(0, np.int64), np.zeros((0, 2)), np.zeros((0, 3), np.uint8))
