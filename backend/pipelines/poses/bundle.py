@@ -236,7 +236,7 @@ def adjust(rec: pycolmap.Reconstruction, fixed_focal: bool, threads: int = -1,
     the model's own) and ``pending`` marks its rows not yet in the model: they join it after the
     robust round unless they reproject worse than ``max_error_px`` there. The robust round only
     has to expose the outliers (at most 10 iterations); the final round stops when an iteration
-    lowers the cost by less than 1e-7 of it.
+    lowers the cost by less than 1e-6 of it.
 
     ``px_scale`` (full-resolution pixels per solve pixel) scales the robust loss and the
     outlier threshold, which are meant in solve pixels. Returns counts for the solve's stats and
@@ -266,7 +266,7 @@ def adjust(rec: pycolmap.Reconstruction, fixed_focal: bool, threads: int = -1,
         for iid, idx, pid in table[alive & pending, :3].astype(np.int64).tolist():
             rec.add_observation(pid, pycolmap.TrackElement(iid, idx))
         table = table[alive]
-    run_ba(rec, _ba_options(fixed_focal, None, threads, 50, 1e-7,
+    run_ba(rec, _ba_options(fixed_focal, None, threads, 50, 1e-6,
                             refine_distortion=refine_distortion, n_frames=n))
     return {"observations_removed": int(bad.sum()),
             "distortion_estimated": bool(refine_distortion)}, table

@@ -1,8 +1,8 @@
 """Feature tracking across consecutive video frames (OpenCV pyramidal KLT).
 
-Corners (Shi-Tomasi) are tracked frame to frame; a track survives a step only if tracking it
-back lands within ``fb_max_px`` of where it started (forward-backward check) and it stays inside
-the image. Frame-to-frame tracking accumulates drift, so each position is then refined against
+Corners (Shi-Tomasi) are tracked frame to frame and must stay inside the image; with the
+translation-only anchor pass a track survives a step only if tracking it back lands within
+``fb_max_px`` of where it started (forward-backward check). Frame-to-frame tracking accumulates drift, so each position is then refined against
 the track's anchor (the frame where it was detected, renewed every ``anchor_frames`` frames, or
 sooner when the patch has shrunk or grown by ``max_deform``) and the track is dropped if the two
 disagree by more than ``anchor_max_px``. The anchor patch is matched with an affine deformation
@@ -84,7 +84,7 @@ class KLTTracker:
 
     def __init__(self, full_size: tuple[int, int], solve_size: tuple[int, int],
                  max_corners: int = 1500, min_distance: float | None = None,
-                 quality: float = 0.005, fb_max_px: float = 0.5, window: int = 15,
+                 quality: float = 0.005, fb_max_px: float | None = None, window: int | None = None,
                  levels: int = 4, anchor_frames: int | None = None, anchor_max_px: float = 1.0,
                  anchor_window: int | None = None, max_lost: int = 5, lost_fraction: float = 0.3,
                  anchor_model: str | None = None, anchor_half: int = 5, max_deform: float = 1.3):
@@ -96,10 +96,6 @@ class KLTTracker:
         area = self.w * self.h
         self.min_distance = min_distance or max(4.0, 0.7 * np.sqrt(area / max_corners))
         self.quality = quality
-        self.fb_max = fb_max_px
-        self.window, self.levels = window, levels
-        self.lk = dict(winSize=(window, window), maxLevel=levels,
-                       criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 0.05))
         # The anchor pass measures the drift-free position. From 640 px up it aligns the anchor
         # patch with an affine deformation (affine_klt): a translation-only match is biased by
         # the patch's perspective deformation since the anchor frame, and each renewal hands the
@@ -114,6 +110,15 @@ class KLTTracker:
         if anchor_model not in ("affine", "translation"):
             raise ValueError(f"anchor_model must be 'affine' or 'translation', not {anchor_model!r}")
         self.affine = anchor_model == "affine"
+        # Frame to frame: pyramidal KLT with a forward-backward check. Before the affine anchor
+        # pass it only has to land within the alignment's reach, and the alignment itself
+        # rejects tracks that do not match their anchor patch (normalised correlation, and
+        # agreement within ``anchor_max_px``), so a smaller window and no backward pass do.
+        self.fb_max = fb_max_px if fb_max_px is not None else (0.0 if self.affine else 0.5)
+        window = window or (11 if self.affine else 15)
+        self.window, self.levels = window, levels
+        self.lk = dict(winSize=(window, window), maxLevel=levels,
+                       criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 0.05))
         if anchor_window is None:
             anchor_window = 5 if small else 7 if max(self.w, self.h) >= 1600 else 11
         if anchor_frames is None:
@@ -201,9 +206,10 @@ class KLTTracker:
         anchor, anchor_xy = self.prev_anchor, self.prev_anchor_xy
         if self.prev_gray is not None and len(pts):
             nxt, st, _ = cv2.calcOpticalFlowPyrLK(self.prev_gray, gray, pts, None, **self.lk)
-            back, st2, _ = cv2.calcOpticalFlowPyrLK(gray, self.prev_gray, nxt, None, **self.lk)
-            fb = np.linalg.norm(back - pts, axis=1)
-            ok = (st.ravel() == 1) & (st2.ravel() == 1) & (fb < self.fb_max)
+            ok = st.ravel() == 1
+            if self.fb_max:
+                back, st2, _ = cv2.calcOpticalFlowPyrLK(gray, self.prev_gray, nxt, None, **self.lk)
+                ok &= (st2.ravel() == 1) & (np.linalg.norm(back - pts, axis=1) < self.fb_max)
             tpl, aff = self.prev_tpl, self.prev_aff
             if self.affine:
                 nxt, ok, aff = self._refine_affine(gray, nxt, ok, tpl, aff)
