@@ -49,21 +49,6 @@ def grid(half: int) -> np.ndarray:
     return np.column_stack([ux.ravel(), uy.ravel()])
 
 
-def _sample(img: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    """Bilinear samples of ``img`` at ``xy`` (N, P, 2) -> (N, P) float32 (edges replicated)."""
-    if xy.shape[0] == 0:
-        return np.zeros(xy.shape[:2], np.float32)
-    return cv2.remap(img, np.ascontiguousarray(xy[..., 0], np.float32),
-                     np.ascontiguousarray(xy[..., 1], np.float32), cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REPLICATE)
-
-
-def _normalise(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mean = v.mean(axis=1, keepdims=True)
-    std = v.std(axis=1, keepdims=True)
-    return (v - mean) / np.maximum(std, 1e-6), std[:, 0]
-
-
 def _maps(centres: np.ndarray, affine: np.ndarray, u: np.ndarray):
     """Sample positions ``centres + affine @ u`` as two (N, P) float32 maps."""
     r = np.matmul(affine.astype(np.float32), u.T)  # (N, 2, P)
