@@ -70,7 +70,7 @@ def _normalise(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_templates(gray: np.ndarray, centres: np.ndarray, half: int) -> Templates:
-    """Templates of the patches of ``gray`` centred at ``centres`` (N, 2).
+    """Templates of the patches of ``gray`` (float32, or converted) centred at ``centres`` (N, 2).
 
     Gradients are 3x3 Sobel filters of the bilinearly sampled image, on a window two pixels
     wider than the patch."""
@@ -78,8 +78,9 @@ def make_templates(gray: np.ndarray, centres: np.ndarray, half: int) -> Template
         return Templates.empty(half)
     img = gray if gray.dtype == np.float32 else gray.astype(np.float32)
     n, side = len(centres), 2 * half + 1
-    mx, my = _maps(centres, np.broadcast_to(np.eye(2, dtype=np.float32), (n, 2, 2)), grid(half + 2))
-    w = _sample(img, mx, my).reshape(n, side + 4, side + 4)
+    wide = grid(half + 2)
+    c = centres.astype(np.float32)
+    w = _sample(img, c[:, :1] + wide[:, 0], c[:, 1:] + wide[:, 1]).reshape(n, side + 4, side + 4)
     raw = w[:, 2:-2, 2:-2].reshape(n, -1)
     dx = 0.5 * (w[:, :, 2:] - w[:, :, :-2])  # (n, side + 4, side + 2)
     dy = 0.5 * (w[:, 2:, :] - w[:, :-2, :])  # (n, side + 2, side + 4)

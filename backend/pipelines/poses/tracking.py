@@ -2,15 +2,16 @@
 
 Corners (Shi-Tomasi) are tracked frame to frame and must stay inside the image; with the
 translation-only anchor pass a track survives a step only if tracking it back lands within
-``fb_max_px`` of where it started (forward-backward check). Frame-to-frame tracking accumulates drift, so each position is then refined against
-the track's anchor (the frame where it was detected, renewed every ``anchor_frames`` frames, or
-sooner when the patch has shrunk or grown by ``max_deform``) and the track is dropped if the two
-disagree by more than ``anchor_max_px``. The anchor patch is matched with an affine deformation
-(:mod:`.affine_klt`, from 640 px up) or by translation alone (smaller frames). New corners are
-detected where tracks are sparse. A frame in which most tracks are lost at once (a flash, a
-corrupt or blank frame) is recorded with no observations and tracking resumes from the last
-good frame; only after ``max_lost`` such frames in a row does tracking restart from scratch. Observations are stored per frame
-in full-resolution pixel coordinates (pixel-corner origin), with the colour seen there.
+``fb_max_px`` of where it started (forward-backward check). Frame-to-frame tracking accumulates
+drift, so each position is then refined against the track's anchor (the frame where it was
+detected, renewed every ``anchor_frames`` frames, or sooner when the patch has shrunk or grown
+by ``max_deform``) and the track is dropped if the two disagree by more than ``anchor_max_px``.
+The anchor patch is matched with an affine deformation (:mod:`.affine_klt`, from 640 px up) or
+by translation alone (smaller frames). New corners are detected where tracks are sparse. A frame
+in which most tracks are lost at once (a flash, a corrupt or blank frame) is recorded with no
+observations and tracking resumes from the last good frame; only after ``max_lost`` such frames
+in a row does tracking restart from scratch. Observations are stored per frame in
+full-resolution pixel coordinates (pixel-corner origin), with the colour seen there.
 """
 from __future__ import annotations
 
@@ -201,6 +202,7 @@ class KLTTracker:
     def add(self, rgb: np.ndarray, index: int, source: str) -> FrameObservations:
         """Track into a new frame (solve resolution RGB) and record its observations."""
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        fgray = gray.astype(np.float32) if self.affine else None  # what the affine pass samples
         self.frame_no += 1
         pts, ids = self.prev_pts, self.prev_ids
         anchor, anchor_xy = self.prev_anchor, self.prev_anchor_xy
@@ -212,7 +214,7 @@ class KLTTracker:
                 ok &= (st2.ravel() == 1) & (np.linalg.norm(back - pts, axis=1) < self.fb_max)
             tpl, aff = self.prev_tpl, self.prev_aff
             if self.affine:
-                nxt, ok, aff = self._refine_affine(gray, nxt, ok, tpl, aff)
+                nxt, ok, aff = self._refine_affine(fgray, nxt, ok, tpl, aff)
             else:
                 nxt, ok = self._refine_from_anchors(gray, nxt, ok, anchor, anchor_xy)
             ok &= (nxt[:, 0] >= 1) & (nxt[:, 1] >= 1) & (nxt[:, 0] < self.w - 1) & (nxt[:, 1] < self.h - 1)
@@ -234,7 +236,7 @@ class KLTTracker:
         anchor = np.where(old, self.frame_no, anchor)
         anchor_xy = np.where(old[:, None], pts, anchor_xy).astype(np.float32)
         if self.affine and old.any():
-            renewed = affine_klt.make_templates(gray, pts[old], self.anchor_half)
+            renewed = affine_klt.make_templates(fgray, pts[old], self.anchor_half)
             tpl.assign(old, renewed)
             aff[old] = np.eye(2)
         new = self._detect(gray, pts)
@@ -247,7 +249,7 @@ class KLTTracker:
             anchor_xy = np.concatenate([anchor_xy, new])
             if self.affine:
                 tpl = affine_klt.Templates.concat(
-                    [tpl, affine_klt.make_templates(gray, new, self.anchor_half)])
+                    [tpl, affine_klt.make_templates(fgray, new, self.anchor_half)])
                 aff = np.concatenate([aff, np.broadcast_to(np.eye(2), (len(new), 2, 2))])
         self.prev_tpl, self.prev_aff = tpl, aff
         if not self.affine:
