@@ -2,10 +2,10 @@
 """Build the installable Blender extension zip: ``python build_addon.py [--out dist]``.
 
 The zip holds the add-on (``blender_addon/``) at its root, a vendored copy of
-``shared_protocol`` (protocol, conventions, camera file, client) inside it, and pyzmq wheels
-for Blender's Python 3.11 (Blender 4.2-5.0) and 3.13 (later releases) on Linux x86_64,
-Windows x64 and macOS (arm64 and x86_64), declared in ``blender_manifest.toml`` so Blender
-installs the right one. Wheels are fetched with ``pip download --only-binary=:all:`` into a
+``shared_protocol`` (protocol, conventions, camera file, camera paths, GLB checks, client)
+inside it, and pyzmq wheels for Blender's Python 3.11 (Blender 4.2-5.0) and 3.13 (later
+releases) on Linux x86_64, Windows x64 and macOS (arm64 and x86_64), declared in
+``blender_manifest.toml`` so Blender installs the right one. Wheels are fetched with ``pip download --only-binary=:all:`` into a
 cache folder (``.cache/wheels``, never committed); ``--offline`` uses only the cache.
 """
 from __future__ import annotations

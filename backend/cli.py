@@ -1,65 +1,19 @@
 """The ``splatstage`` command line.
 
-Pipeline subcommands (poses, reconstruct, render, stereo, composite) run in this process by
-default and on a job server with ``--backend tcp://HOST:PORT``. Errors print one line and
-exit non-zero.
+Pipeline subcommands (poses, reconstruct, render, stereo, composite; ``backend.pipeline_cli``)
+run in this process by default and on a job server with ``--backend tcp://HOST:PORT``. Errors
+print one line and exit non-zero.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from backend import __version__
-
-PIPELINES = ("poses", "reconstruct", "render", "stereo", "composite")
-
-
-class Bar:
-    """A one-line progress bar on stderr (plain lines when stderr is not a terminal)."""
-
-    def __init__(self, label: str):
-        self.label = label
-        self.tty = sys.stderr.isatty()
-        self.stage = None
-
-    def __call__(self, event: dict) -> None:
-        frac = float(event.get("fraction", 0.0))
-        stage = event.get("stage", "")
-        eta = event.get("eta_s")
-        eta_txt = f" eta {_fmt_s(eta)}" if eta is not None else ""
-        if self.tty:
-            width = 28
-            fill = int(frac * width)
-            line = f"\r{self.label} [{'#' * fill}{'.' * (width - fill)}] {frac * 100:5.1f}% {stage}: {event.get('message', '')}"
-            sys.stderr.write(line[:118].ljust(118) + eta_txt)
-            sys.stderr.flush()
-        elif stage != self.stage:
-            sys.stderr.write(f"{self.label}: {stage} ({frac * 100:.0f}%){eta_txt}\n")
-        self.stage = stage
-
-    def done(self) -> None:
-        if self.tty:
-            sys.stderr.write("\n")
-
-
-def _fmt_s(s: float) -> str:
-    s = int(s)
-    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
-
-
-def _load_job_module(kind: str):
-    try:
-        return importlib.import_module(f"backend.jobs.{kind}")
-    except ModuleNotFoundError as exc:
-        if exc.name == f"backend.jobs.{kind}":
-            return None
-        raise
+from backend.pipeline_cli import add_pipeline_parsers, connect, run_pipeline
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,17 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-o", "--output", type=Path, default=Path("out/demo"))
     d.add_argument("--backend", help="run on a job server instead of in this process")
 
-    for kind in PIPELINES:
-        mod = _load_job_module(kind)
-        from backend.jobs import KINDS
-
-        help_text = KINDS[kind].description if mod else "(not available in this installation)"
-        sp = sub.add_parser(kind, help=help_text)
-        sp.add_argument("-o", "--output", type=Path, required=True, help="output folder (or file)")
-        sp.add_argument("--backend", help="job server address, e.g. tcp://127.0.0.1:5555 (default: in-process)")
-        sp.add_argument("--curve-server-key", type=Path, help="the server's public key file")
-        if mod is not None:
-            mod.add_arguments(sp)
+    add_pipeline_parsers(sub)
     return p
 
 
@@ -174,21 +118,8 @@ def cmd_keys(args) -> int:
     return 0
 
 
-def _client(address: str, server_key: Path | None = None):
-    from shared_protocol.client import Client
-
-    key = None
-    if server_key is not None:
-        from backend.server.security import load_keys
-
-        key = load_keys(server_key)[0]
-    client = Client(address, server_public_key=key, client_name="splatstage-cli")
-    client.connect()
-    return client
-
-
 def cmd_jobs(args) -> int:
-    with _client(args.backend) as client:
+    with connect(args.backend) as client:
         if args.shutdown:
             client.shutdown((args.cache / "admin.token").read_text().strip())
             print("server stopped")
@@ -213,64 +144,6 @@ def cmd_jobs(args) -> int:
         for key in ("job_id", "kind", "state", "stage", "fraction", "error"):
             print(f"{key}: {status.get(key)}")
         return 0
-
-
-def run_pipeline(kind: str, args) -> int:
-    from backend.progress import JobError, Progress
-
-    mod = _load_job_module(kind)
-    if mod is None:
-        raise JobError(f"the {kind} pipeline is not available in this installation", "unknown_kind")
-    params = mod.params_from_args(args)
-    output = Path(args.output).resolve()
-    main_output = getattr(mod, "MAIN_OUTPUT", None)
-    bar = Bar(kind)
-    target = output if main_output is None else Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=_parent(output)))
-    try:
-        if args.backend:
-            summary = _run_remote(kind, params, target, args, bar)
-        else:
-            from backend.runner import run_job
-
-            if main_output is not None:
-                target.rmdir()
-            summary = run_job(kind, params, target, Progress(callback=bar)).summary
-        bar.done()
-        if main_output is not None:
-            os.replace(target / main_output, output)
-    finally:
-        if main_output is not None:
-            shutil.rmtree(target, ignore_errors=True)
-    print(f"{kind}: done; results in {output}")
-    for key, value in (summary or {}).items():
-        if isinstance(value, (int, float, str, bool)):
-            print(f"  {key}: {value}")
-    return 0
-
-
-def _parent(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.parent
-
-
-def _run_remote(kind: str, params: dict, out_dir: Path, args, bar: Bar) -> dict:
-    from backend.runner import publish
-
-    with _client(args.backend, args.curve_server_key) as client:
-        job_id = client.submit(kind, params)
-        try:
-            result = client.wait(job_id, on_progress=bar)
-        except KeyboardInterrupt:
-            client.cancel(job_id)
-            raise
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=_parent(out_dir)))
-        try:
-            for entry in result.content["files"]:
-                client.fetch_file(job_id, entry["name"], tmp / entry["name"])
-            publish(tmp, out_dir)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return result.content.get("summary", {})
 
 
 if __name__ == "__main__":

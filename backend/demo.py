@@ -33,7 +33,8 @@ def _cuda() -> bool:
 
 
 def run_demo(output: Path, backend: str | None = None) -> int:
-    from backend.cli import main as cli
+    """Run the demo; errors (JobError, BackendError, OSError) are raised for the caller to report."""
+    from backend.pipeline_cli import run_argv
 
     if not SAMPLE_CLIP.is_file():
         raise JobError(f"the embedded sample clip {SAMPLE_CLIP} is missing", "not_found",
@@ -54,7 +55,7 @@ def run_demo(output: Path, backend: str | None = None) -> int:
         argv = ["poses", str(SAMPLE_CLIP), "-o", str(output / "solve")]
     steps = [(argv[0], argv)]
     for name, argv in steps:
-        code = cli(argv + extra)
+        code = run_argv(argv + extra)
         if code != 0:
             return code
     print(f"splatstage demo: finished in {time.monotonic() - t0:.0f} s; results in {output}")
@@ -62,6 +63,14 @@ def run_demo(output: Path, backend: str | None = None) -> int:
 
 
 if __name__ == "__main__":
+    import sys
+
+    from shared_protocol.client import BackendError
+
     ap = argparse.ArgumentParser()
     ap.add_argument("-o", "--output", type=Path, default=Path("out/demo"))
-    raise SystemExit(run_demo(ap.parse_args().output))
+    try:
+        raise SystemExit(run_demo(ap.parse_args().output))
+    except (JobError, BackendError, OSError, ValueError) as exc:
+        print(f"splatstage demo: error: {' '.join(str(getattr(exc, 'message', exc)).split())}", file=sys.stderr)
+        raise SystemExit(1) from None

@@ -1,14 +1,15 @@
 """"Does it stick?": product anchor drift under solved vs true cameras, and composite speed.
 
-The clip is a synthetic one with known cameras (default: the committed sample,
-``backend/samples/sample_clip.mp4`` with ``sample_truth.json``; or ``--clip DIR`` holding
-``clip.mp4`` and ``truth.json`` from ``backend.synthetic.make_clip``). The clip is solved with
-the project's camera solve. For each placement pixel (U, V) on frame N the anchor is placed
-twice, each in its own world: where the solved ground plane meets the solved camera N's ray
-through (U, V), and where the true ground (z = 0) meets the true camera N's ray. Both anchors
-are projected into every frame through the respective cameras; the difference is the drift
-(how far the product slides against the footage), scaled to 1080p (x 1080 / height).
-Jitter is the frame-to-frame change of the drift vector (scaled the same way).
+The clip is a synthetic one with known cameras: by default a 1920x1080 clip of the analytic ray
+caster (``backend.evaluation.raycast_scene``, handheld path, ``--frames`` frames, rendered into
+``--render-raycast DIR`` or a temporary folder), or ``--clip DIR`` holding ``clip.mp4`` and
+``truth.json`` (``backend.synthetic.make_clip`` or the ray caster). The clip is solved with the
+project's camera solve. For each placement pixel (U, V) on frame N the anchor is placed twice,
+each in its own world: where the solved ground plane meets the solved camera N's ray through
+(U, V), and where the true ground (z = 0) meets the true camera N's ray. Both anchors are
+projected into every frame through the respective cameras; the difference is the drift (how
+far the product slides against the footage), in pixels of the clip itself (no rescaling: the
+results record the clip's size). Jitter is the frame-to-frame change of the drift vector.
 
 With ``--render-frames K`` the main job also runs on the first K frames (``--preview`` and
 full settings) to time the Blender render per frame.
@@ -16,7 +17,8 @@ full settings) to time the Blender render per frame.
     python benchmarks/composite.py --machine cpu-2core
     python benchmarks/composite.py --clip /data/clip1080 --machine gpu-h100 --render-frames 24
 
-Writes ``benchmarks/results/composite-<machine>.json``. Targets: mean drift < 0.5 px, max < 1.5 px.
+Writes ``benchmarks/results/composite-<machine>.json``. Targets (at 1920x1080): mean drift
+< 0.5 px, max < 1.5 px.
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ from backend.evaluation.machine import cpu_model  # noqa: E402
 from backend.pipelines.composite import placement  # noqa: E402
 from shared_protocol import camera_file  # noqa: E402
 
-TARGETS = {"drift_mean_px_1080p": 0.5, "drift_max_px_1080p": 1.5}
+TARGETS = {"drift_mean_px": 0.5, "drift_max_px": 1.5}
 
 
 def placements(width: int, height: int, n_frames: int) -> list[tuple[float, float, int]]:
@@ -51,20 +53,29 @@ def placements(width: int, height: int, n_frames: int) -> list[tuple[float, floa
 
 
 def drift(solved: dict, truth: dict, u: float, v: float, frame: int) -> dict:
-    """Drift of one placement over every frame registered in both documents (px at 1080p)."""
+    """Drift of one placement over every frame registered in both documents (px of the clip)."""
     a_s = placement.anchor_from_pixel(solved, u, v, frame)
     a_t = placement.anchor_from_pixel(truth, u, v, frame)
     f_s, p_s = placement.anchor_track(solved, a_s)
     f_t, p_t = placement.anchor_track(truth, a_t)
     common, i_s, i_t = np.intersect1d(f_s, f_t, return_indices=True)
-    scale = 1080.0 / float(truth["height"])
-    d = (p_s[i_s] - p_t[i_t]) * scale
+    d = p_s[i_s] - p_t[i_t]
     mag = np.linalg.norm(d, axis=1)
     jit = np.linalg.norm(np.diff(d, axis=0), axis=1) if len(d) > 1 else np.zeros(1)
     return {"pixel": [u, v], "frame": frame, "frames": int(len(common)),
-            "drift_mean_px_1080p": float(mag.mean()), "drift_max_px_1080p": float(mag.max()),
-            "jitter_mean_px_1080p": float(jit.mean()), "jitter_max_px_1080p": float(jit.max()),
+            "drift_mean_px": float(mag.mean()), "drift_max_px": float(mag.max()),
+            "jitter_mean_px": float(jit.mean()), "jitter_max_px": float(jit.max()),
             "anchor_solved": a_s.round(5).tolist(), "anchor_true": a_t.round(5).tolist()}
+
+
+def render_raycast(out_dir: Path, width: int, height: int, frames: int, workers: int) -> float:
+    """Render the ray-cast handheld clip (``clip.mp4``, PNG frames, ``truth.json``); seconds."""
+    from backend.evaluation import raycast_scene
+
+    t = time.monotonic()
+    raycast_scene.write_clip(out_dir, raycast_scene.handheld_path(frames), 0.875 * width, width, height,
+                             supersample=1, video=True, workers=workers)
+    return time.monotonic() - t
 
 
 def solve_clip(video: Path, threads: int | None, out_dir: Path) -> tuple[dict, float]:
@@ -113,21 +124,31 @@ def machine_description() -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--clip", type=Path, help="folder with clip.mp4 and truth.json (default: the committed sample)")
+    ap.add_argument("--clip", type=Path, help="folder with clip.mp4 and truth.json (default: a ray-cast clip)")
+    ap.add_argument("--render-raycast", type=Path, metavar="DIR",
+                    help="render the ray-cast clip into DIR (kept; reused when it holds truth.json)")
+    ap.add_argument("--width", type=int, default=1920, help="ray-cast clip width")
+    ap.add_argument("--height", type=int, default=1080, help="ray-cast clip height")
+    ap.add_argument("--frames", type=int, default=72, help="ray-cast clip frames")
     ap.add_argument("--machine", required=True, help="name for the results file, e.g. cpu-2core")
     ap.add_argument("--threads", type=int, help="solver threads")
     ap.add_argument("--render-frames", type=int, default=0, help="also time the main job on this many frames")
+    ap.add_argument("--render-modes", nargs="+", choices=("preview", "full"), default=["preview", "full"],
+                    help="modes timed by --render-frames")
     ap.add_argument("--steps", type=int, help="reconstruction steps for the timed runs (default: the mode's)")
     ap.add_argument("--note", default="", help="free text stored with the results (machine load, ...)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args(argv)
-    if args.clip:
-        video, truth_path = args.clip / "clip.mp4", args.clip / "truth.json"
-    else:
-        video = ROOT / "backend" / "samples" / "sample_clip.mp4"
-        truth_path = ROOT / "backend" / "samples" / "sample_truth.json"
-    truth = camera_file.read(truth_path)
     tmp = tempfile.TemporaryDirectory()
+    render_s = None
+    if args.clip:
+        clip = args.clip
+    else:
+        clip = args.render_raycast or Path(tmp.name) / "clip"
+        if not (clip / "truth.json").exists():
+            render_s = render_raycast(clip, args.width, args.height, args.frames, args.threads or os.cpu_count() or 1)
+    video, truth_path = clip / "clip.mp4", clip / "truth.json"
+    truth = camera_file.read(truth_path)
     solve_dir = Path(tmp.name) / "solve"
     solved, solve_s = solve_clip(video, args.threads, solve_dir)
     cases = [drift(solved, truth, u, v, f) for u, v, f in placements(truth["width"], truth["height"],
@@ -136,18 +157,20 @@ def main(argv=None) -> int:
         "benchmark": "composite", "machine": machine_description(), "note": args.note,
         "clip": {"video": str(video.relative_to(ROOT) if video.is_relative_to(ROOT) else video),
                  "width": truth["width"], "height": truth["height"], "frames": len(truth["frames"]),
-                 "fps": truth.get("fps")},
+                 "fps": truth.get("fps"),
+                 "source": "given" if args.clip else "raycast_scene.handheld_path",
+                 "render_seconds": None if render_s is None else round(render_s, 1)},
         "solve_seconds": round(solve_s, 2),
         "targets": TARGETS,
-        "drift_mean_px_1080p": round(float(np.mean([c["drift_mean_px_1080p"] for c in cases])), 4),
-        "drift_max_px_1080p": round(float(np.max([c["drift_max_px_1080p"] for c in cases])), 4),
-        "jitter_mean_px_1080p": round(float(np.mean([c["jitter_mean_px_1080p"] for c in cases])), 4),
-        "jitter_max_px_1080p": round(float(np.max([c["jitter_max_px_1080p"] for c in cases])), 4),
+        "drift_mean_px": round(float(np.mean([c["drift_mean_px"] for c in cases])), 4),
+        "drift_max_px": round(float(np.max([c["drift_max_px"] for c in cases])), 4),
+        "jitter_mean_px": round(float(np.mean([c["jitter_mean_px"] for c in cases])), 4),
+        "jitter_max_px": round(float(np.max([c["jitter_max_px"] for c in cases])), 4),
         "cases": cases,
     }
     if args.render_frames:
         result["render"] = {mode: time_render(video, solve_dir, args.render_frames, mode == "preview",
-                                              Path(tmp.name) / mode, args.steps) for mode in ("preview", "full")}
+                                              Path(tmp.name) / mode, args.steps) for mode in args.render_modes}
     tmp.cleanup()
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"composite-{args.machine}.json"

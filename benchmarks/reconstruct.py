@@ -4,7 +4,8 @@ Trains on a synthetic clip (``backend.synthetic.make_clip`` output: truth.json, 
 whose solve is built from the truth (cameras exact, points sampled from the true depth with
 noise), for each ``--steps`` value, and reports held-out PSNR/SSIM, training seconds, peak GPU
 memory and the Gaussian count. Then times rendering ``--render-splats`` random splats at
-``--render-size``. Writes JSON and a Markdown table naming the machine.
+``--render-size``. Writes ``benchmarks/results/reconstruct-<machine>.{json,md}`` (``--machine``,
+default from the device, e.g. ``nvidia-h100-x1``; a copy and the work files go to ``--out-dir``).
 
     python benchmarks/reconstruct.py --clip CLIP --steps 7000 30000 --out-dir OUT
 """
@@ -114,6 +115,53 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def machine_label(device: str) -> str:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        name = torch.cuda.get_device_name(0).lower()
+        for key in ("h200", "h100", "a100", "l40s", "4090"):
+            if key in name:
+                return f"nvidia-{key}-x1"
+        return "gpu-" + "".join(c if c.isalnum() else "-" for c in name).strip("-")
+    return f"cpu-{__import__('os').cpu_count()}core"
+
+
+def side_by_side_main(args) -> int:
+    """``--side-by-side``: the recipe and ours on each input, one results file for the machine."""
+    import dataclasses
+
+    import gsplat
+
+    import side_by_side
+    from backend.jobs.reconstruct import train_config
+
+    steps = args.steps[0] if args.steps else 7000
+    base = dataclasses.replace(train_config({}, steps, "default", 3), checkpoint_every=0, eval_every=0)
+    ours = {"ours": base}
+    for item in args.ours:
+        label, _, overrides = item.partition("=")
+        ours[label] = dataclasses.replace(base, **json.loads(overrides))
+    label = args.machine or machine_label(args.device)
+    res_dir = Path(__file__).resolve().parent / "results"
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    results = {"machine": machine(), "machine_label": label,
+               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               "torch": torch.__version__, "gsplat": gsplat.__version__, "device": args.device,
+               "steps": steps, "inputs": []}
+    stem = f"reconstruct-side-by-side-{label}"
+    for folder in args.side_by_side:
+        row = side_by_side.run_input(folder.name, folder, steps, args.device, ours, args.eval_every,
+                                     args.max_size or 1600, args.out_dir)
+        strip = args.out_dir / f"strips-{folder.name}.jpg"
+        strip.replace(args.out_dir / f"{stem}-{strip.name}")
+        row["strips"] = f"{stem}-{row['strips']}"
+        results["inputs"].append(row)
+        for where in (args.out_dir, res_dir):
+            (where / f"{stem}.json").write_text(json.dumps(results, indent=1))
+            (where / f"{stem}.md").write_text(side_by_side.markdown(results))
+    print(side_by_side.markdown(results))
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clip", type=Path, help="synthetic clip folder (truth.json, frames/, depth/)")
@@ -134,8 +182,20 @@ def main(argv=None) -> int:
     ap.add_argument("--render-splats", type=int, default=1_000_000)
     ap.add_argument("--render-size", type=int, nargs=2, default=[1920, 1080])
     ap.add_argument("--out-dir", type=Path, default=Path("out/bench-reconstruct"))
+    ap.add_argument("--side-by-side", type=Path, nargs="+", metavar="INPUT",
+                    help="input folders from reconstruct_inputs.py (solve/ + images/): train gsplat's "
+                         "standard recipe and ours on each, in this run, and write "
+                         "results/reconstruct-side-by-side-<machine>.{json,md}")
+    ap.add_argument("--ours", action="append", default=[], metavar="LABEL=JSON",
+                    help="with --side-by-side: also train ours with these TrainConfig overrides "
+                         "(the first run is always the job's defaults, labelled 'ours')")
+    ap.add_argument("--eval-every", type=int, default=500, help="with --side-by-side: steps between evaluations")
+    ap.add_argument("--machine", default=None, help="machine label of the results file (default: from the device)")
     args = ap.parse_args(argv)
     import gsplat
+
+    if args.side_by_side:
+        return side_by_side_main(args)
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
     results = {"machine": machine(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -166,7 +226,11 @@ def main(argv=None) -> int:
             (args.out_dir / "reconstruct.md").write_text(markdown(results))
     (args.out_dir / "reconstruct.json").write_text(json.dumps(results, indent=1))
     (args.out_dir / "reconstruct.md").write_text(markdown(results))
+    stem = Path(__file__).resolve().parent / "results" / f"reconstruct-{args.machine or machine_label(args.device)}"
+    stem.with_suffix(".json").write_text(json.dumps(results, indent=1))
+    stem.with_suffix(".md").write_text(markdown(results))
     print(markdown(results))
+    print(f"wrote {stem}.json and .md")
     return 0
 
 

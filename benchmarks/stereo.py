@@ -351,7 +351,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="numpy,cpu",
                     help="comma-separated: numpy (CPU numpy path), cpu or cuda (torch path); default numpy,cpu")
-    ap.add_argument("--machine", default=None, help="name for the results file (default: cpu-<nproc> / gpu name)")
+    ap.add_argument("--machine", default=None, help="name for the results file (default: cpu-<nproc>core, or gpu)")
     ap.add_argument("--frames", type=int, default=6, help="1080p frames timed per configuration")
     ap.add_argument("--synthetic-frames", type=int, default=12)
     ap.add_argument("--interaxial", type=float, default=0.2, help="synthetic clip interaxial (m)")
@@ -366,7 +366,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     devices = [d.strip() for d in args.device.split(",") if d.strip()]
     gpu = any(d.startswith("cuda") for d in devices)
-    machine = args.machine or ("gpu" if gpu else f"cpu{os.cpu_count()}")
+    machine = args.machine or ("gpu" if gpu else f"cpu-{os.cpu_count()}core")
     r = {"machine": machine, "machine_description": machine_description("cuda" if gpu else "numpy"),
          "device": args.device, "load_average_at_start": list(os.getloadavg())}
     t = time.perf_counter()

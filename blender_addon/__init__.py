@@ -13,7 +13,7 @@ import sys
 bpy = sys.modules.get("bpy")
 
 if bpy is not None:
-    from . import camera_paths_bpy, operators, panels, preferences, properties, render_ops
+    from . import camera_paths_bpy, operators, panels, preferences, properties, render_ops, set_scale_bpy
     from .blender import link_state
     from .splats import operators as splat_operators
 
@@ -21,6 +21,7 @@ if bpy is not None:
         *properties.classes,
         *preferences.classes,
         *operators.classes,
+        *set_scale_bpy.classes,
         *render_ops.classes,
         *splat_operators.classes,
         *camera_paths_bpy.classes,

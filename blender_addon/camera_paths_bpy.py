@@ -1,4 +1,4 @@
-"""Animated Blender cameras from :class:`~blender_addon.camera_paths.CameraPath` and back, and
+"""Animated Blender cameras from :class:`shared_protocol.camera_paths.CameraPath` and back, and
 the operators that add, import and export camera paths (``classes``).
 
 Keys are written in bulk (one ``keyframe_points.add`` + ``foreach_set`` per F-curve, through
@@ -14,10 +14,12 @@ import numpy as np
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from . import camera_paths
 from .blender.keyframes import set_keys
-from .camera_paths import CameraPath
 from .core import camera_math
+from .vendor import module
+
+camera_paths = module("camera_paths")
+CameraPath = camera_paths.CameraPath
 
 
 def create_camera(path: CameraPath, name: str = "Splatstage Path", collection=None, scene=None,

@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 
 import bpy
-from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from . import preferences
 from .blender import link_state
@@ -149,8 +149,12 @@ def import_solve_files(context, cameras_path: str, points_path: str = "", video_
     if bpy.context.mode != "OBJECT" and context.view_layer.objects.active is not None:
         bpy.ops.object.mode_set(mode="OBJECT")
     with atomic(context):
-        return camera_import.import_solve(context.scene, track, video=video_path or None, points=points,
-                                          frame_offset=frame_offset)
+        out = camera_import.import_solve(context.scene, track, video=video_path or None, points=points,
+                                         frame_offset=frame_offset)
+        from .set_scale_bpy import mark_imported
+
+        mark_imported(context.scene, out, track.stats)
+        return out
 
 
 class SPLATSTAGE_OT_import_cameras(bpy.types.Operator):
@@ -299,6 +303,9 @@ class SPLATSTAGE_OT_insert_product(bpy.types.Operator):
     filter_glob: StringProperty(default="*.glb", options={"HIDDEN"})
     dimension: FloatProperty(name="Real Size", default=0.0, min=0.0, unit="LENGTH",
                              description="Real-world size along the axis (0: the scene's Product setting)")
+    own_size: BoolProperty(name="Model's Own Size", default=False,
+                           description="Keep the size the file gives the model (glTF units are metres); "
+                                       "ignores Real Size")
     axis: EnumProperty(name="Axis", items=AXIS_ITEMS, default="LARGEST")
     rotation_z: FloatProperty(name="Rotation", default=0.0, subtype="ANGLE")
 
@@ -315,7 +322,7 @@ class SPLATSTAGE_OT_insert_product(bpy.types.Operator):
     def execute(self, context):
         from .blender.product import ProductError, insert_product
 
-        dim = self.dimension or context.scene.splatstage.product_size
+        dim = None if self.own_size else (self.dimension or context.scene.splatstage.product_size)
         try:
             root = insert_product(context, _abspath(self.filepath), dimension=dim, axis=self.axis,
                                   rotation_z=self.rotation_z)
@@ -324,7 +331,10 @@ class SPLATSTAGE_OT_insert_product(bpy.types.Operator):
             return {"CANCELLED"}
         if root.get("splatstage_warnings"):
             self.report({"WARNING"}, f"{root.name}: {root['splatstage_warnings']}")
-        self.report({"INFO"}, f"inserted {root.name} ({dim:.3f} m {self.axis.lower()})")
+        # the Render panel's composite shows the product at the size it got here
+        context.scene.splatstage.render_product_height = float(root["splatstage_height_m"])
+        self.report({"INFO"}, f"inserted {root.name} ({root['splatstage_dimension_m']:.3f} m {self.axis.lower()}"
+                              f"{', its own size' if self.own_size else ''})")
         return {"FINISHED"}
 
 

@@ -89,6 +89,20 @@ class SPLATSTAGE_PT_camera_solve(_Panel, bpy.types.Panel):
         col.operator("splatstage.import_cameras", text="Import cameras.json...")
         if s.solve_summary:
             col.label(text=s.solve_summary[:90], icon="INFO")
+        draw_scale(col, s)
+
+
+def draw_scale(layout, s) -> None:
+    """The solve's scale source (a warning while it is the default guess) and the Set Scale tool."""
+    from .core.set_scale import describe
+
+    line, guess = describe(s.scale_record)
+    box = layout.box()
+    box.label(text=line[:90], icon="ERROR" if guess else "INFO")
+    box.prop(s, "scale_mode", text="")
+    row = box.row(align=True)
+    row.prop(s, "scale_distance")
+    row.operator("splatstage.set_scale")
 
 
 class SPLATSTAGE_PT_product(_Panel, bpy.types.Panel):

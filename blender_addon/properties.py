@@ -32,6 +32,11 @@ METHOD_ITEMS = [
     ("scene", "Scene", "Render the right eye from the reconstruction's splats"),
     ("warp", "Warp", "Warp the footage by its depth and fill the holes"),
 ]
+SCALE_MODE_ITEMS = [
+    ("SELECTED", "Two Objects", "The distance between the two selected objects (e.g. empties snapped to points)"),
+    ("CURSOR", "Cursor to Active", "The distance between the 3D cursor and the active object"),
+    ("CAMERA", "Camera Height", "The solve camera's height above the ground at the current frame"),
+]
 PLACEMENT_ITEMS = [
     ("DEFAULT", "Default", "The ground under the centre of the lower third of the frame"),
     ("PIXEL", "Pixel", "The ground under a pixel of one frame"),
@@ -50,6 +55,14 @@ class SPLATSTAGE_PG_scene(bpy.types.PropertyGroup):
     solve_dir: StringProperty(name="Solve Folder", subtype="DIR_PATH",
                               description="Where the camera solve's files are saved")
     solve_summary: StringProperty(name="Solve Summary", default="")
+    scale_mode: EnumProperty(name="Reference", items=SCALE_MODE_ITEMS, default="SELECTED",
+                             description="What Set Scale measures")
+    scale_distance: FloatProperty(name="Distance", default=1.0, min=0.0001, soft_max=100.0, unit="LENGTH",
+                                  description="Its real size: the distance between the references, or the "
+                                              "camera's height above the ground")
+    scale_record: StringProperty(name="Scale", default="", description="How the solve's scale was set (JSON)")
+    scale_params: StringProperty(name="Scale Reference", default="",
+                                 description="Set Scale's reference for jobs that reuse the solve folder (JSON)")
     product_path: StringProperty(name="Product", subtype="FILE_PATH", description="GLB model to insert")
     product_size: FloatProperty(name="Real Size", default=0.3, min=0.0001, soft_max=10.0, unit="LENGTH",
                                 description="Real-world size of the product along the chosen axis")

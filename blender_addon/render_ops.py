@@ -78,6 +78,10 @@ def composite_params(scene, max_frames: int = 0) -> tuple[dict, Path]:
         convergence=(float(s.stereo_convergence) or None) if s.render_stereo else None,
         supported_extensions=_supported_extensions(), camera_path=_camera_path_file(scene),
         exposure=float(s.render_env_exposure), env_rotation_deg=math.degrees(s.render_env_rotation))
+    if solve is not None:  # the solve folder is reused: the scale set in Blender goes with it
+        from .core.set_scale import scale_params
+
+        params.update(scale_params(s.scale_params))
     return params, out
 
 

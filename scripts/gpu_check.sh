@@ -4,7 +4,8 @@
 #      cache, ${SPLATSTAGE_CACHE:-.cache}/torch_extensions (or TORCH_EXTENSIONS_DIR), where the
 #      backend looks for it too, so later runs reuse it;
 #   2. checks it: a tiny rasterization on the GPU;
-#   3. runs the GPU tests (pytest -m gpu).
+#   3. runs every GPU test of the suite (pytest -m gpu tests/; test modules that need
+#      imageio-ffmpeg or pycolmap are skipped where those are not installed).
 # Usage: scripts/gpu_check.sh [extra pytest args]   (run from anywhere; needs nvcc and a CUDA torch)
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -37,4 +38,4 @@ assert abs(peak - 0.9 * 2.718281828 ** (-0.25 / 6.55)) < 1e-3
 PY
 
 echo "== GPU tests"
-"$PY" -m pytest -m gpu -q -s -p no:cacheprovider tests/test_reconstruct_gpu.py tests/test_stereo_scene.py "$@"
+"$PY" -m pytest -m gpu -q -s -rs -p no:cacheprovider tests/ "$@"

@@ -9,7 +9,8 @@ import pytest
 from backend.server.launch import ServerProcess, free_port  # noqa: F401 (fixtures and tests use them)
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# Real test data (see its README.md): ../shared/data beside the checkout, or $SPLATSTAGE_SHARED_DATA.
+SHARED_DATA = Path(os.environ.get("SPLATSTAGE_SHARED_DATA") or REPO.parent / "shared" / "data")
 
 
 @pytest.fixture
@@ -19,11 +20,37 @@ def server(tmp_path):
     srv.stop()
 
 
+def _missing(path: Path) -> str:
+    return (f"test data {path} is missing: the shared data folder {SHARED_DATA} is not here "
+            "(../shared/data beside the checkout, or set SPLATSTAGE_SHARED_DATA)")
+
+
+def shared_path(*parts: str) -> Path:
+    """A file or folder of the shared test data; skips the calling test, naming it, when absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(_missing(path))
+    return path
+
+
+def needs_shared_data(*parts: str) -> pytest.MarkDecorator:
+    """Marker form of shared_path(), for tests or modules that read the data at collection time."""
+    path = SHARED_DATA.joinpath(*parts)
+    return pytest.mark.skipif(not path.exists(), reason=_missing(path))
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.fail(f"test data folder {SHARED_DATA} is missing (it lives beside the checkout)")
-    return SHARED_DATA
+    return shared_path()
+
+
+def pytest_runtest_setup(item):
+    """Every ``gpu`` test skips cleanly where torch sees no CUDA device (scripts/gpu_check.sh runs them)."""
+    if item.get_closest_marker("gpu") is not None:
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip("gpu test: torch sees no CUDA device")
 
 
 def rss_kib(pid: int) -> int:

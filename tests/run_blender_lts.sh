@@ -34,7 +34,7 @@ for ver in "${VERSIONS[@]}"; do
     echo "== add-on tests on Blender $actual"
     if ! (cd "$REPO" && SPLATSTAGE_BPY_PYTHON="$venv/bin/python" PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" \
             "$PYTEST_PYTHON" -m pytest -q tests/test_addon_cameras.py tests/test_addon_product.py \
-            tests/test_addon_install.py tests/test_addon_link.py tests/test_addon_batch.py tests/test_addon_core.py tests/test_addon_render.py \
+            tests/test_addon_install.py tests/test_addon_link.py tests/test_addon_batch.py tests/test_addon_batch_local.py tests/test_addon_core.py tests/test_addon_render.py \
             tests/test_composite_occlusion.py tests/test_composite_envmap.py tests/test_composite_stereo.py); then
         status=1
         echo "== FAILED on Blender $actual"

@@ -7,7 +7,6 @@ as camera background, and the product at its requested size standing on the solv
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "blender_scripts"))
-from bpy_subprocess import DATA, REPO, bpy_python, run_script  # noqa: E402
+from bpy_subprocess import REPO, bpy_python, run_script  # noqa: E402
 
 BATCH = REPO / "blender_addon" / "batch.py"
 FRAMES = 24
@@ -41,8 +40,6 @@ def test_missing_video_fails_with_one_line(tmp_path):
 def test_unreachable_backend_fails_cleanly(tmp_path):
     from test_addon_cameras import write_video
     from conftest import free_port
-
-    pytest.importorskip("imageio_ffmpeg")
     video = tmp_path / "clip.mp4"
     write_video(video, 64, 48, 4)
     proc = run_batch("--video", video, "--out", tmp_path / "out", "--backend", f"tcp://127.0.0.1:{free_port()}",
@@ -57,14 +54,17 @@ def test_unreachable_backend_fails_cleanly(tmp_path):
     (["--render", "OUT/c.mp4"], "--render needs --product"),
     (["--product", "P", "--render", "OUT/c.avi"], "--render must be a .mp4 file"),
     (["--product", "P", "--render", "OUT/c.mp4", "--at-pixel", "12"], "--at-pixel: pixel must be U,V"),
-    (["--product", "P", "--render", "OUT/c.mp4", "--product-height", "0"], "--product-height must be positive"),
+    (["--product", "P", "--render", "OUT/c.mp4", "--size", "0"], "--size must be positive"),
+    (["--size", "0.3"], "--size needs --product"),
     (["--product", "P", "--preview"], "--preview needs --render"),
 ])
 def test_bad_render_options_fail_before_anything_runs(tmp_path, extra, needle):
     """Checked before the camera solve: no backend is needed, nothing is written."""
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"not decoded: the options are refused first")
-    product = DATA / "glb" / "products" / "WaterBottle.glb"
+    from conftest import shared_path
+
+    product = shared_path("glb", "products", "WaterBottle.glb")
     extra = [str(product) if a == "P" else a.replace("OUT", str(tmp_path / "out")) for a in extra]
     proc = run_batch("--video", video, "--out", tmp_path / "out", "--backend", "tcp://127.0.0.1:9", *extra,
                      user_dir=tmp_path / "u", timeout=120)
@@ -74,16 +74,16 @@ def test_bad_render_options_fail_before_anything_runs(tmp_path, extra, needle):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("backend.jobs.poses") is None, reason="no 'poses' job kind yet")
 def test_full_batch_run_against_live_backend(tmp_path):
     from backend.synthetic import make_clip
-    from conftest import ServerProcess
+    from conftest import ServerProcess, shared_path
+
+    product = shared_path("glb", "products", "WaterBottle.glb")
 
     clip = make_clip(tmp_path / "clip", path="handheld", width=320, height=180, frames=FRAMES, samples=2,
                      seed=11, timeout=300)
     srv = ServerProcess(tmp_path / "srv", "--cpu-workers", "1", "--root", str(tmp_path)).start()
     try:
-        product = DATA / "glb" / "products" / "WaterBottle.glb"
         proc = run_batch("--video", clip["video"], "--product", product, "--size", "0.26", "--axis", "HEIGHT",
                          "--out", tmp_path / "out", "--backend", srv.address, user_dir=tmp_path / "u")
     finally:

@@ -166,7 +166,6 @@ def write_video(path: Path, w: int, h: int, n: int) -> None:
 
 
 def test_points_video_and_ground_plane(tmp_path):
-    pytest.importorskip("imageio_ffmpeg")
     w, h, n = 96, 64, 6
     mats = [look_at((5.0 * np.cos(a), 5.0 * np.sin(a), 1.0), (0, 0, 0)) for a in np.linspace(0, 1, n)]
     normal = np.array([0.1, -0.2, 1.0]) / np.linalg.norm([0.1, -0.2, 1.0])

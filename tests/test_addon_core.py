@@ -12,14 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blender_addon.core import camera_math, glb_check, placement, ply_points
+from blender_addon.core import camera_math, placement, ply_points
+from shared_protocol import glb_check
 from blender_addon.core.backend_link import _file_names
+from conftest import SHARED_DATA, needs_shared_data
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 import build_addon  # noqa: E402
 
-GLB = REPO.parent / "shared" / "data" / "glb"
+GLB = SHARED_DATA / "glb"
 
 
 # -- PLY ----------------------------------------------------------------------------------
@@ -145,7 +147,7 @@ def test_glb_required_extension_against_supported_list(tmp_path):
     assert glb_check.inspect(p, SUPPORTED).extensions_required == ["KHR_texture_transform"]
 
 
-@pytest.mark.skipif(not GLB.is_dir(), reason="shared GLB data not present")
+@needs_shared_data("glb", "malformed", "BoxBadNormals.glb")
 def test_shared_bad_normals_file_warns():
     info = glb_check.inspect(GLB / "malformed" / "BoxBadNormals.glb", SUPPORTED)
     assert any("normals" in w for w in info.warnings)

@@ -63,7 +63,8 @@ def test_zip_layout_and_manifest(built):
         names = set(zf.namelist())
         manifest = zf.read("blender_manifest.toml").decode()
     assert {"blender_manifest.toml", "__init__.py", "shared_protocol/client.py",
-            "shared_protocol/conventions.py", "shared_protocol/camera_file.py"} <= names
+            "shared_protocol/conventions.py", "shared_protocol/camera_file.py",
+            "shared_protocol/camera_paths.py", "shared_protocol/glb_check.py"} <= names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     assert re.search(r'^blender_version_min = "4\.2\.0"', manifest, re.M)
     assert "[permissions]" in manifest and re.search(r"^files = ", manifest, re.M) and re.search(r"^network = ", manifest, re.M)
@@ -94,6 +95,10 @@ def test_installs_and_enables(installed):
     assert {"SPLATSTAGE_PT_backend", "SPLATSTAGE_OT_import_splats", "SPLATSTAGE_OT_add_camera_path"} <= set(first["registered"])
     assert "preferences:tcp://127.0.0.1:5555" in first["registered"]
     assert first["protocol_module"].endswith("splatstage.shared_protocol"), "uses the vendored protocol"
+    assert first["shared_modules"] == {
+        "camera_paths_bpy": "bl_ext.user_default.splatstage.shared_protocol.camera_paths",
+        "core.job_params": "bl_ext.user_default.splatstage.shared_protocol.glb_check",
+        "blender.product": "bl_ext.user_default.splatstage.shared_protocol.glb_check"}, "the vendored formats"
     assert first["status_draw"] == 1
     if HAVE_WHEELS:
         assert first["wheel_zmq_binaries"] >= 1, "Blender installed the bundled pyzmq wheel"

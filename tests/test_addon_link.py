@@ -92,9 +92,11 @@ def test_backend_errors_become_events(link):
     crash = link.submit("sleep", {"seconds": 0.2, "steps": 2, "fail": "raise"})
     ev = pump(link, lambda es: "error" in kinds(es, bad) and "error" in kinds(es, crash), 20)
     bad_ev = [e for e in ev if e.job == bad and e.kind == "error"][0]
-    assert "seconds" in bad_ev.content["message"]
+    assert bad_ev.content["code"] == "bad_params" and "seconds" in bad_ev.content["message"]
     crash_ev = [e for e in ev if e.job == crash and e.kind == "error"][0]
-    assert crash_ev.content["message"]
+    # the job's own exception reaches the add-on: its type and text, not a generic failure
+    assert crash_ev.content["code"] == "internal", crash_ev.content
+    assert "RuntimeError" in crash_ev.content["message"] and "failed on purpose" in crash_ev.content["message"]
 
 
 def test_unreachable_backend_is_reported_not_raised():

@@ -20,6 +20,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "blender_scripts"))
 from bpy_subprocess import DATA, run_script  # noqa: E402
 
+from conftest import needs_shared_data  # noqa: E402
+
 GLB = DATA / "glb"
 GROUND_Z, CURSOR = 0.25, (0.4, -0.3, 1.0)
 DIM, ROT = 0.5, math.radians(30.0)
@@ -34,7 +36,7 @@ EXPECTED_ERRORS = {
 }
 DRACO = ("Box_Draco", "BoxTextured_Draco", "BrainStem_Draco")
 
-pytestmark = pytest.mark.skipif(not GLB.is_dir(), reason=f"{GLB} not present")
+pytestmark = needs_shared_data("glb")
 
 
 def glb_json(path: Path) -> dict:

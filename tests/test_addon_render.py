@@ -251,7 +251,7 @@ def test_composite_params_equal_the_cli_and_the_job_accepts_them(tmp_path):
     req = request_from_params(p)
     assert (req.stereo.layout, req.stereo.interaxial, req.stereo.convergence) == ("tab", 0.1, 2.0)
     assert request_from_params(composite_params(CLIP, PRODUCT, stereo="sbs")).stereo.convergence is None
-    from blender_addon.camera_paths import CameraPath, write_nerfstudio
+    from shared_protocol.camera_paths import CameraPath, write_nerfstudio
     from blender_addon.core import job_params
 
     cp = write_nerfstudio(CameraPath(np.tile(np.eye(4), (2, 1, 1)), 500.0, 64, 48, 10.0), tmp_path / "path.json")

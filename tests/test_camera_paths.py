@@ -18,7 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "blender_scripts"))
 from bpy_subprocess import run_script  # noqa: E402
-import blender_addon.camera_paths as cp  # noqa: E402 (bpy-free)
+import shared_protocol.camera_paths as cp  # noqa: E402
 
 
 FMT = dict(focal_px=400.0, width=320, height=180, fps=24.0)

@@ -20,9 +20,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared_protocol import conventions as cv
+from conftest import SHARED_DATA, needs_shared_data
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-HERZ = DATA / "herz-jesus-p8"
+HERZ = SHARED_DATA / "herz-jesus-p8"
 
 FAST = settings(max_examples=60, deadline=None)
 
@@ -270,7 +270,7 @@ def test_pixel_convention_analytic():
 
 
 def test_project_opencv_matches_cv2():
-    cv2 = pytest.importorskip("cv2")
+    import cv2
     rng = np.random.default_rng(3)
     K = np.array([[900.0, 0, 310.5], [0, 870.0, 260.25], [0, 0, 1]])
     R = cv.quaternion_to_matrix(rng.normal(size=4))
@@ -312,7 +312,7 @@ def test_quaternion_analytic():
 @FAST
 @given(rotations())
 def test_quaternion_round_trip_and_scipy(R):
-    Rotation = pytest.importorskip("scipy.spatial.transform").Rotation
+    from scipy.spatial.transform import Rotation
     q = cv.matrix_to_quaternion(R)
     assert q[0] >= 0.0 and np.linalg.norm(q) == pytest.approx(1.0)
     np.testing.assert_allclose(cv.quaternion_to_matrix(q), R, atol=1e-12)
@@ -368,7 +368,7 @@ def _herz_cameras():
     return cams
 
 
-@pytest.mark.skipif(not HERZ.exists(), reason="../shared/data/herz-jesus-p8 not present")
+@needs_shared_data("herz-jesus-p8")
 def test_real_herz_jesus_cameras_through_blender_z_up():
     """Surveyed cameras (world +z DOWN, fx != fy, off-centre principal point) -> Blender Z-up world."""
     cams = _herz_cameras()

@@ -19,11 +19,15 @@ import shutil
 import numpy as np
 import pytest
 
-from backend.evaluation import raycast_scene
-from backend.evaluation.pose_metrics import pose_errors, rotation_angle_deg
-from backend.pipelines.poses.pipeline import SolveOptions, solve
-from backend.progress import JobError, Progress
-from shared_protocol import camera_file
+# a skip, not a collection error, without imageio_ffmpeg or pycolmap (the GPU machine): `pytest -m gpu tests/` collects
+pytest.importorskip("imageio_ffmpeg")
+pytest.importorskip("pycolmap")
+
+from backend.evaluation import raycast_scene  # noqa: E402
+from backend.evaluation.pose_metrics import pose_errors, rotation_angle_deg  # noqa: E402
+from backend.pipelines.poses.pipeline import SolveOptions, solve  # noqa: E402
+from backend.progress import JobError, Progress  # noqa: E402
+from shared_protocol import camera_file  # noqa: E402
 
 W, H, F = 320, 180, 280.0
 PX_DEG = math.degrees(1.0 / F)

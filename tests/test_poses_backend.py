@@ -4,12 +4,14 @@ errors (checked against pycolmap's own projection)."""
 from __future__ import annotations
 
 import numpy as np
-import pycolmap
 import pytest
-from scipy.spatial.transform import Rotation
 
-from backend.pipelines.poses import bundle, register
-from backend.pipelines.poses.tracking import FrameObservations, TrackLookup, Tracks
+# a skip, not a collection error, without pycolmap (the GPU machine): `pytest -m gpu tests/` collects
+pycolmap = pytest.importorskip("pycolmap")
+from scipy.spatial.transform import Rotation  # noqa: E402
+
+from backend.pipelines.poses import bundle, register  # noqa: E402
+from backend.pipelines.poses.tracking import FrameObservations, TrackLookup, Tracks  # noqa: E402
 
 W, H, F = 640, 480, 500.0
 NOISE_PX = 0.2

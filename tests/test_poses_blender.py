@@ -12,9 +12,13 @@ import math
 import numpy as np
 import pytest
 
-from backend.evaluation.pose_metrics import pose_errors
-from backend.pipelines.poses.pipeline import SolveOptions, solve
-from shared_protocol import camera_file
+# a skip, not a collection error, without imageio_ffmpeg or pycolmap (the GPU machine): `pytest -m gpu tests/` collects
+pytest.importorskip("imageio_ffmpeg")
+pytest.importorskip("pycolmap")
+
+from backend.evaluation.pose_metrics import pose_errors  # noqa: E402
+from backend.pipelines.poses.pipeline import SolveOptions, solve  # noqa: E402
+from shared_protocol import camera_file  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -173,8 +173,8 @@ def test_job_adapter_validates_and_runs(solve_dir, tmp_path):
                               "--checkpoint-dir", str(tmp_path / "ck"), "--refine-cameras"])
     params = job.params_from_args(args)
     assert json.loads(json.dumps(params)) == params and Path(params["solve_dir"]).is_absolute()
-    assert params["coarse_to_fine"] is True
-    assert job.params_from_args(parser.parse_args([str(solve_dir), "--no-coarse-to-fine"]))["coarse_to_fine"] is False
+    assert params["coarse_to_fine"] is False and params["resolution_start"] == 0.25
+    assert job.params_from_args(parser.parse_args([str(solve_dir), "--coarse-to-fine"]))["coarse_to_fine"] is True
     res = job.run(params, tmp_path / "out", Progress())
     assert isinstance(res, JobResult)
     assert "cameras_refined.json" in res.files and res.summary["resolution"] == [48, 36]
@@ -185,7 +185,8 @@ def test_job_adapter_validates_and_runs(solve_dir, tmp_path):
     doc = camera_file.read(tmp_path / "out" / "cameras_refined.json")
     assert len(doc["frames"]) == 16
     assert res.summary["camera_refinement"]["max_translation"] < 0.05
-    for bad in ({"steps": 0}, {"strategy": "best"}, {"sh_degree": 4}, {"device": "tpu"}):
+    for bad in ({"steps": 0}, {"strategy": "best"}, {"sh_degree": 4}, {"device": "tpu"},
+                {"resolution_start": 0}, {"appearance": "maybe"}):
         with pytest.raises(JobError) as e:
             job.run({**params, **bad}, tmp_path / "bad", Progress())
         assert e.value.code == "bad_params"
@@ -287,7 +288,7 @@ def test_camera_refinement_moves_perturbed_cameras_towards_truth(tmp_path):
 def test_coarse_to_fine_schedule_trains(solve_dir, tmp_path):
     cfg = small_config(coarse_to_fine=True, steps=200)
     assert [cfg.downscale_at(s) for s in (0, 59, 60, 119, 120, 199)] == [4, 4, 2, 2, 1, 1]
-    assert small_config().downscale_at(0) == 1
+    assert small_config(resolution_start=1.0).downscale_at(0) == 1 and small_config().downscale_at(0) == 4
     files, arrays, metrics, result = reconstruct(solve_dir, tmp_path / "out", cfg, device="cpu")
     assert metrics["psnr_holdout"] >= 18.0 and metrics["psnr_holdout"] >= metrics["psnr_init"] + 5.0, metrics
 
@@ -321,3 +322,67 @@ def test_downscaled_render_matches_the_pooled_full_render(solve_dir):
     err = float(torch.mean((half - pooled) ** 2))
     assert err < float(torch.mean((shifted - pooled) ** 2)) / 3, err
     assert err < float(torch.mean((pooled - pooled.mean()) ** 2)) * 0.02, err
+
+
+def test_resolution_schedule_rises_to_full_size():
+    cfg = small_config(resolution_start=0.25, resolution_full_at=0.5, steps=1000)
+    ds = [cfg.downscale_at(s) for s in range(0, 1000, 10)]
+    assert ds[0] == 4 and all(d == 1 for d in ds[50:])
+    assert all(a >= b for a, b in zip(ds, ds[1:])), "resolution never falls"
+    assert len(set(ds)) <= 14, "sizes come in sixteenths, so few distinct sizes recur"
+    with pytest.raises(ValueError):
+        small_config(resolution_start=0.0)
+
+
+def test_fractional_downscale_render_matches_the_area_resampled_full_render(solve_dir):
+    """A 1/1.6-size render (intrinsics scaled by the size ratio about the pixel-corner origin)
+    equals the full render resampled by area to that size, up to the rasterizer's 0.3 px blur."""
+    from backend.pipelines.reconstruct.frames import FrameStore
+    from backend.pipelines.reconstruct.scene import load_solve
+    from backend.pipelines.reconstruct.trainer import Trainer
+
+    solve = load_solve(solve_dir)
+    frames = FrameStore(torch.zeros(len(solve.sources), H, W, 3, dtype=torch.uint8), solve.K, W, H, True)
+    tr = Trainer(solve, frames, small_config(appearance="off"), torch.device("cpu"))
+    g = torch.Generator().manual_seed(1)
+    n = 30
+    centre = torch.as_tensor(solve.c2w[3][:3, 3] - 2.0 * solve.c2w[3][:3, 2], dtype=torch.float32)
+    p = lambda a: torch.nn.Parameter(a.float())  # noqa: E731
+    tr.params = torch.nn.ParameterDict({
+        "means": p(centre + (torch.rand(n, 3, generator=g) - 0.5) * 1.5),
+        "scales": p(torch.full((n, 3), math.log(0.12))), "quats": p(torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1)),
+        "opacities": p(torch.full((n,), -1.0)), "sh0": p(torch.randn(n, 1, 3, generator=g)),
+        "shN": p(torch.zeros(n, 3, 3))})
+    with torch.no_grad():
+        full = tr.render([3])[0][0]
+        small = tr.render([3], downscale=1.6)[0][0]
+    assert small.shape[:2] == (round(H / 1.6), round(W / 1.6))
+    area = torch.nn.functional.interpolate(full.permute(2, 0, 1)[None], size=small.shape[:2], mode="area")
+    area = area[0].permute(1, 2, 0)
+    err = float(torch.mean((small - area) ** 2))
+    assert err < float(torch.mean((area - area.mean()) ** 2)) * 0.02, err
+
+
+def test_auto_appearance_follows_the_footage_exposure(solve_dir):
+    """Rendered footage with steady exposure leaves the appearance model off; the same frames
+    with per-frame gains of +-15 % turn it on, and the measured spread matches the gains'."""
+    from backend.pipelines.reconstruct import load_solve_and_frames
+    from backend.pipelines.reconstruct.adjust import EXPOSURE_SPREAD_ON, exposure_spread
+    from backend.pipelines.reconstruct.trainer import Trainer
+
+    solve, _, frames = load_solve_and_frames(solve_dir, None, None, "cpu", 1.0, Progress())
+    ids = list(range(len(solve.sources)))
+    steady = exposure_spread(solve, frames, ids)
+    assert steady is not None and steady < EXPOSURE_SPREAD_ON / 2, steady
+    assert not Trainer(solve, frames, small_config(), torch.device("cpu")).use_appearance
+
+    gains = np.exp(np.linspace(-0.15, 0.15, len(ids)))[np.random.default_rng(0).permutation(len(ids))]
+    img = frames.images.float() * torch.as_tensor(gains, dtype=torch.float32)[:, None, None, None]
+    frames.images = img.clamp(0, 255).round().to(torch.uint8)
+    varied = exposure_spread(solve, frames, ids)
+    true = np.percentile(np.log(gains), 95) - np.percentile(np.log(gains), 5)
+    # clipping at 255 and 8-bit rounding bias single pixels, not the per-frame median
+    assert abs(varied - true) < 0.03 + steady, (varied, true)
+    tr = Trainer(solve, frames, small_config(), torch.device("cpu"))
+    assert tr.use_appearance and tr.exposure_spread > EXPOSURE_SPREAD_ON
+    assert not Trainer(solve, frames, small_config(appearance="off"), torch.device("cpu")).use_appearance

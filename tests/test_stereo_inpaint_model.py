@@ -52,8 +52,6 @@ def build_tiny_pipeline(folder):
 
 @pytest.mark.filterwarnings("ignore")
 def test_tiny_random_pipeline_loads_and_fills_only_holes(tmp_path):
-    pytest.importorskip("diffusers")
-    pytest.importorskip("transformers")
     from backend.pipelines.stereo.inpaint_model import DiffusersInpainter
     from backend.pipelines.stereo.pipeline import WarpSettings, synthesize
 

@@ -139,3 +139,73 @@ def test_monocular_depth_spans_the_budget(clip, tmp_path):
     lo, hi = res.summary["disparity_px"]
     # normalised inverse depth in [0, 1] (1st..99th percentile) minus the convergence fraction, times 6 px
     assert lo == pytest.approx(-6.0 * 0.25, abs=1e-4) and hi == pytest.approx(6.0 * 0.75, abs=1e-4)
+
+
+class NearIsBright(__import__("torch").nn.Module):
+    """Stand-in monocular model with a known answer on ``bright_near_clip``: relative inverse depth
+    1 where a pixel is bright (the near layer) and 0 where it is dark (the far wall); ``sign=-1``
+    is the same model with its sign inverted (nearer = smaller), which the test must reject."""
+
+    def __init__(self, sign: float):
+        super().__init__()
+        self.sign = sign
+
+    def forward(self, x):
+        return self.sign * (x.mean(dim=1) > 0.5).float()
+
+
+def _save_model(weights, sign):
+    import torch
+
+    from backend.pipelines.stereo.depth import MONO_MODEL
+
+    (weights / "depth").mkdir(parents=True)
+    # the model sees the frame at its own size, in [0, 1] (no mean/std normalisation)
+    (weights / "depth" / "config.json").write_text(json.dumps(
+        {"input_size": W, "multiple": 1, "mean": [0, 0, 0], "std": [1, 1, 1]}))
+    torch.jit.save(torch.jit.trace(NearIsBright(sign), torch.rand(1, 3, H, W)), str(weights / MONO_MODEL))
+    return weights
+
+
+def _shift_px(left, right, ys, xs):
+    """The shift s (0.25 px steps) with right(x - s) = left(x) over the region: its disparity."""
+    luma = lambda a: a.astype(np.float32) @ np.float32([0.299, 0.587, 0.114])  # noqa: E731
+    lf, rt = luma(left), luma(right)
+    grid = np.arange(W, dtype=np.float32)
+    best = min((np.abs(np.stack([np.interp(xs - s, grid, rt[y]) for y in ys]) - lf[ys][:, xs]).mean(), s)
+               for s in np.arange(-8.0, 8.01, 0.25))
+    return best[1]
+
+
+@pytest.fixture(scope="module")
+def bright_near_clip(tmp_path_factory):
+    """A dark far wall (depth 8, texture in [0, 90]) and a bright near card (depth 2, [165, 255])."""
+    from backend.pipelines.stereo.analytic import smooth_texture
+
+    root = tmp_path_factory.mktemp("bright_near")
+    far = smooth_texture(H, W + 256, 7) * (90 / 255)
+    near = 165 + smooth_texture(H, W + 256, 8) * (90 / 255)
+    layers = [Layer(depth=8.0, texture=far), Layer(depth=2.0, x0=30, y0=12, width=20, height=30, texture=near)]
+    lefts, _, _ = stereo_clip(layers, H, W, 2, F, B)
+    return write_video(root / "left.mp4", [np.clip(x, 0, 255).astype(np.uint8) for x in lefts], 12, crf=0)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_monocular_nearer_regions_get_larger_disparity(bright_near_clip, tmp_path, sign):
+    """With inverse depth 1 on the near card and 0 on the wall, a 6 px budget and convergence at a
+    quarter of the range, the card must be shifted by +4.5 px (x_right = x_left - d) and the wall
+    by -1.5 px in the right eye; the sign-inverted model swaps them, and the check sees it."""
+    weights = _save_model(tmp_path / "weights", sign)
+    job.run({"input": str(bright_near_clip), "weights": str(weights), "max_disparity": 6.0, "convergence": 0.25,
+             "layout": "sbs", "crf": 0}, tmp_path / "o", Progress())
+    _, frames = frames_of(tmp_path / "o" / job.MAIN_OUTPUT)
+    _, left = frames_of(bright_near_clip)
+    sbs = frames[0]
+    card = _shift_px(left[0], sbs[:, W:], np.arange(18, 36), np.arange(34, 42))  # inside the card, off its edges
+    wall = _shift_px(left[0], sbs[:, W:], np.arange(0, 10), np.arange(10, 86))  # rows above the card
+    expected = (4.5, -1.5) if sign > 0 else (-1.5, 4.5)
+    # the whole-pixel part of a shift is exact; bilinear splatting and yuv420 chroma leave < 0.5 px
+    assert abs(card - expected[0]) <= 0.5 and abs(wall - expected[1]) <= 0.5, (card, wall)
+    if sign > 0:
+        assert card > wall + 5.0  # nearer = larger disparity

@@ -47,7 +47,7 @@ luma = lambda a: a.astype(float) @ [0.299, 0.587, 0.114]  # noqa: E731
 
 
 def test_nerfstudio_camera_path_renders_both_eyes_from_the_splats(tmp_path):
-    from blender_addon.camera_paths import CameraPath, write_nerfstudio
+    from shared_protocol.camera_paths import CameraPath, write_nerfstudio
 
     recon, _, _ = _scene_fixture(tmp_path, frames=1)
     mws = _path()
@@ -91,7 +91,7 @@ def test_camera_path_errors_name_the_input(tmp_path):
     with pytest.raises(JobError, match="bad.json"):
         job.run({"input": str(bad), "reconstruction": str(recon)}, tmp_path / "o1", Progress())
     good = tmp_path / "p.json"
-    from blender_addon.camera_paths import CameraPath, write_nerfstudio
+    from shared_protocol.camera_paths import CameraPath, write_nerfstudio
 
     write_nerfstudio(CameraPath(_path(2), F, W, H, 10.0), good)
     with pytest.raises(JobError, match="needs --reconstruction"):

@@ -47,7 +47,6 @@ def test_right_camera_gives_f_b_disparity_with_convergence(convergence):
 
 
 def test_splat_renders_of_both_eyes_have_the_true_disparity():
-    pytest.importorskip("torch")
     from backend.pipelines.splats_io import SH_C0, Splats
     from backend.pipelines.stereo.scene import render_pair
 
@@ -126,7 +125,6 @@ def _scene_fixture(tmp_path, frames=3, w=96, h=64, f=70.0):
 
 
 def test_scene_stereo_job_renders_the_right_eye(tmp_path):
-    pytest.importorskip("torch")
     import imageio_ffmpeg
 
     from backend.evaluation.image_metrics import psnr
@@ -149,7 +147,6 @@ def test_scene_stereo_job_renders_the_right_eye(tmp_path):
 
 
 def test_warp_method_uses_splat_depth_of_a_reconstruction(tmp_path):
-    pytest.importorskip("torch")
     import imageio_ffmpeg
 
     from backend.evaluation.image_metrics import psnr
@@ -174,7 +171,6 @@ def test_warp_method_uses_splat_depth_of_a_reconstruction(tmp_path):
 
 
 def test_scene_default_convergence_is_median_splat_depth(tmp_path):
-    pytest.importorskip("torch")
     from backend.jobs import stereo as job
     from backend.progress import Progress
 
@@ -188,7 +184,6 @@ def test_scene_default_convergence_is_median_splat_depth(tmp_path):
 def test_scene_stereo_job_torch_compose_matches_numpy_compose(tmp_path):
     """The device path (forced on the CPU) writes the same right eyes as the numpy path, within
     the H.264 round trip and the subsampled colour fit (1 level before encoding)."""
-    pytest.importorskip("torch")
     import imageio_ffmpeg
 
     from backend.evaluation.image_metrics import psnr
@@ -215,7 +210,6 @@ def test_scene_stereo_job_torch_compose_matches_numpy_compose(tmp_path):
 
 def test_scene_stereo_job_torch_compose_debug_grid(tmp_path):
     """The device path's debug grid shows the same disparity and non-opaque mask as the numpy path's."""
-    pytest.importorskip("torch")
     import imageio_ffmpeg
 
     from backend.jobs import stereo as job
@@ -303,20 +297,19 @@ def _check_torch_compose_against_numpy(device: str):
 
 
 def test_torch_compose_matches_numpy_compose():
-    pytest.importorskip("torch")
     _check_torch_compose_against_numpy("cpu")
 
 
 @pytest.mark.gpu
 def test_cuda_compose_matches_numpy_compose():
-    torch = pytest.importorskip("torch")
+    import torch
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
     _check_torch_compose_against_numpy("cuda")
 
 
 def test_torch_colour_fit_recovers_a_known_affine_despite_outliers():
-    torch = pytest.importorskip("torch")
+    import torch
     from backend.pipelines.stereo.colour import apply_affine_torch, fit_affine, fit_affine_torch
 
     rng = np.random.default_rng(1)
@@ -356,7 +349,7 @@ def test_torch_colour_fit_recovers_a_known_affine_despite_outliers():
 def test_torch_fill_takes_holes_from_the_background_side(background_on_left):
     """A disocclusion between a far surface (z = disparity 1) and a near one (z = 6): every hole
     pixel gets the far surface's colour, none the near one's, even beside the near edge."""
-    torch = pytest.importorskip("torch")
+    import torch
     from backend.pipelines.stereo.fill import inpaint_background_torch
 
     h, w = 12, 40

@@ -11,13 +11,15 @@ import json
 from pathlib import Path
 
 import cv2
-import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from backend.synthetic import make_clip
-from backend.synthetic.paths import camera_path
-from shared_protocol import camera_file
+# a skip, not a collection error, without imageio_ffmpeg (the GPU machine): `pytest -m gpu tests/` collects
+imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+
+from backend.synthetic import make_clip  # noqa: E402
+from backend.synthetic.paths import camera_path  # noqa: E402
+from shared_protocol import camera_file  # noqa: E402
 
 W, H, N_FRAMES, FPS = 320, 180, 10, 24.0
 PP_OFFSET = (9.0, -6.0)

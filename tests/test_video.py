@@ -6,12 +6,14 @@ import threading
 import time
 
 import cv2
-import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from backend.media.video import iter_frames, probe
-from backend.progress import JobError
+# a skip, not a collection error, without imageio_ffmpeg (the GPU machine): `pytest -m gpu tests/` collects
+imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+
+from backend.media.video import iter_frames, probe  # noqa: E402
+from backend.progress import JobError  # noqa: E402
 
 
 def _ffmpeg(*args):

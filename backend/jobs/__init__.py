@@ -10,19 +10,10 @@ configured roots and hashes the files they name into the result-cache key.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Callable
 
-import numpy as np
-
-
-@dataclass
-class JobResult:
-    """What a pipeline hands back: files it wrote (relative to ``out_dir``), arrays, a summary."""
-
-    files: list[str] = field(default_factory=list)
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)
-    summary: dict[str, Any] = field(default_factory=dict)
+from backend.results import JobResult  # noqa: F401 (re-exported for the job modules and the runner)
 
 
 @dataclass(frozen=True)
@@ -66,6 +57,9 @@ register(JobKind("sleep", "backend.jobs.sleep:run",
 register(JobKind("poses", "backend.jobs.poses:run",
                  "Camera solve: video or image folder -> cameras.json + points.ply.",
                  path_params=("input",), device="cpu"))
+register(JobKind("scale", "backend.jobs.scale:run",
+                 "Re-scale a camera solve (camera height, known distance or height) without solving again.",
+                 path_params=("solve",), device="cpu"))
 register(JobKind("reconstruct", "backend.jobs.reconstruct:run",
                  "Gaussian-splat reconstruction from a camera solve.",
                  path_params=("solve_dir", "input", "checkpoint_dir"), device="gpu"))

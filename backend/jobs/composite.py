@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from backend.jobs import JobResult
+from backend.jobs.scale import add_scale_arguments, scale_params_from_args
 from backend.pipelines.composite.stereo import DEFAULT_INTERAXIAL
 from backend.pipelines.stereo.layouts import LAYOUTS
 from backend.progress import JobError, Progress
@@ -48,11 +49,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="reconstruction training steps (default 7000; preview 60)")
     p.add_argument("--samples", type=int, help="Cycles samples per pixel (default 64; preview 8)")
     p.add_argument("--render-size", type=int, metavar="PX", help="long side of the render (default: the footage's)")
+    p.add_argument("--train-size", type=int, metavar="PX",
+                   help="long side the reconstruction trains frames at (default 1600; preview 240); "
+                        "smaller trains faster on a CPU")
     p.add_argument("--device", choices=DEVICES, default="auto", help="reconstruction/render device (default auto)")
     p.add_argument("--exposure", type=float, default=0.0, help="environment light exposure in EV (default 0)")
     p.add_argument("--env-rotation", type=float, default=0.0, metavar="DEG",
                    help="turn the environment map about +Z (default 0)")
     p.add_argument("--solve", type=Path, help="reuse this camera-solve folder (cameras.json) instead of solving")
+    add_scale_arguments(p, solving=False)
     p.add_argument("--reconstruction", type=Path, help="reuse this reconstruction folder (splats.ply)")
     p.add_argument("--camera-path", type=Path, metavar="JSON",
                    help="render along this novel camera path (cameras.json or nerfstudio camera_path.json, in the "
@@ -88,11 +93,11 @@ def params_from_args(args: argparse.Namespace) -> dict:
     return {"video": path(args.video), "product": path(args.product), "at_pixel": _pixel(args.at_pixel),
             "at_frame": args.at_frame, "product_height": args.product_height, "rotate": args.rotate,
             "preview": bool(args.preview), "steps": args.steps, "samples": args.samples,
-            "render_size": args.render_size, "device": args.device, "exposure": args.exposure,
+            "render_size": args.render_size, "train_size": args.train_size, "device": args.device, "exposure": args.exposure,
             "env_rotation": args.env_rotation, "solve": path(args.solve), "reconstruction": path(args.reconstruction),
             "work_dir": path(args.work_dir), "max_frames": args.max_frames, "crf": args.crf,
             "stereo": args.stereo, "interaxial": args.interaxial, "convergence": args.convergence,
-            "anaglyph": args.anaglyph, "camera_path": path(args.camera_path)}
+            "anaglyph": args.anaglyph, "camera_path": path(args.camera_path), **scale_params_from_args(args)}
 
 
 def _bad(msg: str) -> JobError:
@@ -163,6 +168,7 @@ def request_from_params(params: dict):
         bool(params.get("preview", False)), _device(params.get("device")),
         steps=_int(params, "steps", 1, 1_000_000), samples=_int(params, "samples", 1, 1_000_000),
         render_long_side=_int(params, "render_size", 16, 16384),
+        train_max_size=_int(params, "train_size", 16, 16384),
         env_exposure=_number(params, "exposure", default=0.0),
         env_rotation_deg=_number(params, "env_rotation", default=0.0),
         crf=_int(params, "crf", 0, 51, 18))
@@ -175,7 +181,16 @@ def request_from_params(params: dict):
         reconstruction=Path(params["reconstruction"]) if params.get("reconstruction") else None,
         work_dir=Path(params["work_dir"]) if params.get("work_dir") else None,
         max_frames=_int(params, "max_frames", 1, 10_000_000), stereo=_stereo(params),
-        camera_path=Path(cam_path) if cam_path else None)
+        camera_path=Path(cam_path) if cam_path else None, scale=_scale(params))
+
+
+def _scale(params: dict):
+    from backend.pipelines.poses.scale import request_from_params
+
+    req = request_from_params(params, "composite")
+    if req is not None and req.method == "cameras":
+        raise _bad("scale_cameras is for a new solve; use scale_xyz with the two cameras' positions")
+    return req
 
 
 def _stereo(params: dict):

@@ -13,10 +13,13 @@ import math
 from pathlib import Path
 
 from backend.jobs import JobResult
+from backend.jobs.scale import add_scale_arguments, scale_params_from_args
+from backend.pipelines.poses.scale import apply_to_solution, automatic_metric, request_from_params, summary_lines
 from backend.pipelines.poses.stages import STAGES  # noqa: F401  (for Progress(stages=STAGES))
 from backend.progress import JobError, Progress
 
 MATCHERS = ("auto", "klt", "sift")
+METHODS = ("tracks", "learned")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,17 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     focal.add_argument("--focal-px", type=float, help="known focal length in pixels (full resolution)")
     focal.add_argument("--focal-mm", type=float, help="known focal length in mm (needs --sensor-width-mm)")
     parser.add_argument("--sensor-width-mm", type=float, help="sensor width in mm, for --focal-mm")
-    parser.add_argument("--scale-distance", type=float,
-                        help="known distance in metres between two cameras or two points (see "
-                             "--scale-cameras / --scale-points); default scale: first camera 1.6 m "
-                             "above the ground")
-    ref = parser.add_mutually_exclusive_group()
-    ref.add_argument("--scale-cameras", type=int, nargs=2, metavar=("A", "B"),
-                     help="two frame positions (0-based, in solve order) --scale-distance apart")
-    ref.add_argument("--scale-points", type=int, nargs=2, metavar=("A", "B"),
-                     help="two point indices (rows of points.ply) --scale-distance apart")
-    parser.add_argument("--camera-height", type=float, default=1.6,
-                        help="height of the first camera above the ground in metres (default 1.6)")
+    add_scale_arguments(parser)
     parser.add_argument("--matcher", choices=MATCHERS, default="auto",
                         help="klt: track video frames; sift: match photos; auto: klt, falling back "
                              "to sift when tracks do not connect the frames")
@@ -51,21 +44,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default 0: all of them; a cap such as 40 is faster and less "
                              "accurate)")
     parser.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    parser.add_argument("--method", choices=METHODS, default="tracks",
+                        help="tracks: KLT tracks and structure from motion (default); learned: a "
+                             "multi-view pointmap network from weights/poses/, refined by bundle "
+                             "adjustment where tracks exist (see weights/README.md)")
+    parser.add_argument("--weights", type=Path,
+                        help="weights folder for the learned models (default: the project's weights/)")
 
 
 def params_from_args(args: argparse.Namespace) -> dict:
     p = {"input": str(Path(args.input).resolve()), "start": args.start, "stride": args.stride,
-         "max_size": args.max_size, "camera_height": args.camera_height, "matcher": args.matcher,
-         "ba_observations": args.ba_observations}
-    for key in ("stop", "max_frames", "focal_px", "focal_mm", "sensor_width_mm", "scale_distance",
-                "threads"):
+         "max_size": args.max_size, "matcher": args.matcher, "ba_observations": args.ba_observations,
+         **scale_params_from_args(args)}
+    for key in ("stop", "max_frames", "focal_px", "focal_mm", "sensor_width_mm", "threads"):
         value = getattr(args, key)
         if value is not None:
             p[key] = value
-    if args.scale_cameras:
-        p["scale_cameras"] = list(args.scale_cameras)
-    if args.scale_points:
-        p["scale_points"] = list(args.scale_points)
+    if getattr(args, "method", "tracks") != "tracks":
+        p["method"] = args.method
+    if getattr(args, "weights", None) is not None:
+        p["weights"] = str(Path(args.weights).resolve())
     return p
 
 
@@ -113,24 +111,12 @@ def options_from_params(params: dict):
         raise _bad("focal_mm needs sensor_width_mm")
     opts.focal_px = focal_px
     opts.focal_mm, opts.sensor_width_mm = focal_mm, sensor
-    distance = _positive(params, "scale_distance")
-    cams, pts = params.get("scale_cameras"), params.get("scale_points")
-    if (cams is not None) + (pts is not None) > 1:
-        raise _bad("give scale_cameras or scale_points, not both")
-    ref = cams if cams is not None else pts
-    if ref is not None:
-        if (not isinstance(ref, (list, tuple)) or len(ref) != 2
-                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in ref)):
-            raise _bad("scale_cameras / scale_points must be two non-negative integers")
-        if ref[0] == ref[1]:
-            raise _bad("the two scale references must differ")
-        if distance is None:
-            raise _bad("scale_cameras / scale_points need scale_distance")
-        opts.scale_ids = ("camera" if cams is not None else "point", int(ref[0]), int(ref[1]))
-        opts.scale_distance = distance
-    elif distance is not None:
-        raise _bad("scale_distance needs scale_cameras or scale_points")
-    opts.camera_height = _positive(params, "camera_height") or 1.6
+    req = request_from_params(params, "poses")
+    if req is not None and req.method == "camera_height":
+        opts.camera_height = req.value
+    elif req is not None and req.method in ("points", "cameras"):
+        opts.scale_ids = (req.method[:-1], *req.ids)
+        opts.scale_distance = req.value
     matcher = params.get("matcher", "auto")
     if matcher not in MATCHERS:
         raise _bad(f"matcher must be one of {', '.join(MATCHERS)}, got {matcher!r}")
@@ -138,6 +124,14 @@ def options_from_params(params: dict):
     threads = _int(params, "threads", None, 1, allow_none=True)
     if threads:
         opts.threads = threads
+    method = params.get("method", "tracks")
+    if method not in METHODS:
+        raise _bad(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    opts.method = method
+    weights = params.get("weights")
+    if weights is not None and (not isinstance(weights, str) or not weights):
+        raise _bad(f"weights must be a folder path, got {weights!r}")
+    opts.weights_dir = weights
     return opts
 
 
@@ -146,6 +140,15 @@ def run(params: dict, out_dir: Path, progress: Progress) -> JobResult:
     from backend.pipelines.poses.pipeline import solve
 
     opts = options_from_params(params)
+    req = request_from_params(params, "poses")
+    if opts.method == "learned":  # fail on missing weights before decoding anything
+        from backend.pipelines.poses.learned import load_model
+
+        opts.pose_model = load_model(opts)
     sol = solve(params["input"], opts, progress)
+    if req is not None and req.method in ("ground_pixels", "xyz", "foot_top"):
+        apply_to_solution(sol, req, "poses")
+    elif req is None:  # no reference given: metric depth when weights/depth has a metric model
+        automatic_metric(sol, params["input"], opts.weights_dir, progress=progress)
     files = write_outputs(sol, out_dir)
-    return JobResult(files=files, arrays=sol.arrays(), summary=dict(sol.stats))
+    return JobResult(files=files, arrays=sol.arrays(), summary={**sol.stats, **summary_lines(sol.stats)})

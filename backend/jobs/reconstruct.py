@@ -29,14 +29,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strategy", choices=STRATEGIES, default="default",
                         help="densification: gsplat's default (split/clone/prune) or mcmc")
     parser.add_argument("--sh-degree", type=int, default=3, help="spherical-harmonics degree 0..3")
-    parser.add_argument("--max-size", type=int, default=1600,
-                        help="longest side of the training images in pixels (default 1600)")
-    parser.add_argument("--coarse-to-fine", action=argparse.BooleanOptionalAction, default=True,
-                        help="train the first 30 %% of the steps at 1/4 and the next 30 %% at 1/2 resolution "
-                             "(default on: the same quality in about half the time at 1080p)")
+    parser.add_argument("--train-size", "--max-size", dest="max_size", type=int, default=1600, metavar="PX",
+                        help="long side the frames are trained at, in pixels (default 1600); smaller "
+                             "trains faster on a CPU")
+    parser.add_argument("--resolution-start", type=float, default=0.25,
+                        help="training resolution at the first step, as a fraction of --max-size; it rises "
+                             "linearly to full size at half the steps (default 0.25; 1 trains at full size)")
+    parser.add_argument("--coarse-to-fine", action=argparse.BooleanOptionalAction, default=False,
+                        help="instead: the first 30 %% of the steps at 1/4 and the next 30 %% at 1/2 resolution")
     parser.add_argument("--refine-cameras", action="store_true", help="optimise camera poses too")
-    parser.add_argument("--no-appearance", action="store_true",
-                        help="disable the per-frame colour (exposure) compensation")
+    parser.add_argument("--appearance", choices=("auto", "on", "off"), default="auto",
+                        help="per-frame colour (exposure) compensation; auto (default): on only when "
+                             "the footage's exposure varies")
+    parser.add_argument("--no-appearance", dest="appearance", action="store_const", const="off",
+                        help="same as --appearance off")
     parser.add_argument("--holdout-every", type=int, default=8, help="hold out every Nth frame (default 8)")
     parser.add_argument("--checkpoint-every", type=int, default=1000, help="checkpoint period in steps")
     parser.add_argument("--checkpoint-dir", type=Path,
@@ -56,10 +62,10 @@ def params_from_args(args: argparse.Namespace) -> dict:
         "solve_dir": str(Path(args.solve_dir).resolve()),
         "steps": args.steps, "strategy": args.strategy, "sh_degree": args.sh_degree,
         "max_size": args.max_size, "refine_cameras": bool(args.refine_cameras),
-        "appearance": not args.no_appearance, "holdout_every": args.holdout_every,
+        "appearance": args.appearance, "holdout_every": args.holdout_every,
         "checkpoint_every": args.checkpoint_every, "frames_budget_gb": args.frames_budget_gb,
         "max_gaussians": args.max_gaussians, "seed": args.seed, "gpus": args.gpus,
-        "coarse_to_fine": bool(args.coarse_to_fine),
+        "coarse_to_fine": bool(args.coarse_to_fine), "resolution_start": args.resolution_start,
     }
     if args.device:
         p["device"] = args.device
@@ -79,8 +85,41 @@ def _int(params: dict, key: str, default: int, lo: int, hi: int) -> int:
     return v
 
 
+
+def _fraction(params: dict, key: str, default: float) -> float:
+    v = params.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < v <= 1.0:
+        raise JobError(f"reconstruct: {key} must be a number in (0, 1], got {v!r}", "bad_params")
+    return float(v)
+
+
+def train_config(params: dict, steps: int, strategy: str, sh: int):
+    """The TrainConfig a ``reconstruct`` job with ``params`` trains with (benchmarks use it too)."""
+    from backend.pipelines.reconstruct import TrainConfig
+
+    appearance = params.get("appearance", "auto")
+    if isinstance(appearance, bool):
+        appearance = "on" if appearance else "off"
+    if appearance not in ("auto", "on", "off"):
+        raise JobError(f"reconstruct: appearance must be auto, on or off, got {appearance!r}", "bad_params")
+    return TrainConfig(
+        steps=steps, strategy=strategy, sh_degree=sh,
+        sh_degree_interval=max(1, min(1000, steps // (2 * (sh + 1)))),
+        holdout_every=_int(params, "holdout_every", 8, 0, 10_000),
+        appearance=appearance,
+        refine_cameras=bool(params.get("refine_cameras", False)),
+        coarse_to_fine=bool(params.get("coarse_to_fine", False)),
+        resolution_start=_fraction(params, "resolution_start", 0.25),
+        checkpoint_every=_int(params, "checkpoint_every", 1000, 0, 1_000_000),
+        eval_every=max(1, min(500, steps // 10)),
+        seed=_int(params, "seed", 0, 0, 2**31 - 1),
+        cap_max=_int(params, "max_gaussians", 1_000_000, 1, 100_000_000),
+        cpu_threads=params.get("threads"),
+    )
+
+
 def run(params: dict, out_dir: Path, progress: Progress) -> JobResult:
-    from backend.pipelines.reconstruct import TrainConfig, default_device, reconstruct
+    from backend.pipelines.reconstruct import default_device, reconstruct
 
     if not isinstance(params.get("solve_dir"), str):
         raise JobError("reconstruct: solve_dir (the camera-solve folder) is required", "bad_params")
@@ -101,19 +140,7 @@ def run(params: dict, out_dir: Path, progress: Progress) -> JobResult:
     budget = params.get("frames_budget_gb", 4.0)
     if not isinstance(budget, (int, float)) or budget < 0:
         raise JobError("reconstruct: frames_budget_gb must be a non-negative number", "bad_params")
-    cfg = TrainConfig(
-        steps=steps, strategy=strategy, sh_degree=sh,
-        sh_degree_interval=max(1, min(1000, steps // (2 * (sh + 1)))),
-        holdout_every=_int(params, "holdout_every", 8, 0, 10_000),
-        appearance=bool(params.get("appearance", True)),
-        refine_cameras=bool(params.get("refine_cameras", False)),
-        coarse_to_fine=bool(params.get("coarse_to_fine", True)),
-        checkpoint_every=_int(params, "checkpoint_every", 1000, 0, 1_000_000),
-        eval_every=max(1, min(500, steps // 10)),
-        seed=_int(params, "seed", 0, 0, 2**31 - 1),
-        cap_max=_int(params, "max_gaussians", 1_000_000, 1, 100_000_000),
-        cpu_threads=params.get("threads"),
-    )
+    cfg = train_config(params, steps, strategy, sh)
     max_size = _int(params, "max_size", 1600, 16, 16384)
     if gpus > 1:
         from backend.pipelines.reconstruct.distributed import reconstruct_distributed

@@ -19,10 +19,13 @@ FAILURES = ("raise", "exit", "segfault")
 
 
 def run(params: dict, out_dir: Path, progress: Progress) -> JobResult:
-    seconds = float(params.get("seconds", 1.0))
-    steps = int(params.get("steps", 10))
+    seconds = _number(params, "seconds", 1.0)
+    steps = _number(params, "steps", 10)
     fail = params.get("fail")
-    result_mib = float(params.get("result_mib", 0))
+    result_mib = _number(params, "result_mib", 0.0)
+    if steps != int(steps):
+        raise JobError(f"sleep: steps must be an integer, not {steps!r}", "bad_params")
+    steps = int(steps)
     if not (0 <= seconds <= 3600) or not (1 <= steps <= 100000):
         raise JobError("sleep: seconds must be in [0, 3600] and steps in [1, 100000]", "bad_params")
     if fail is not None and fail not in FAILURES:
@@ -41,6 +44,13 @@ def run(params: dict, out_dir: Path, progress: Progress) -> JobResult:
         n = int(result_mib * (1 << 20) // 4)
         arrays["payload"] = np.arange(n, dtype=np.float32)
     return JobResult(files=["slept.txt"], arrays=arrays, summary={"seconds": seconds, "steps": steps})
+
+
+def _number(params: dict, name: str, default: float) -> float:
+    value = params.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise JobError(f"sleep: {name} must be a number, not {value!r}", "bad_params")
+    return float(value)
 
 
 def _fail(how: str) -> None:

@@ -55,6 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also render a parallel right eye offset by this many metres along camera +x")
     p.add_argument("--occluder", action="store_true",
                    help="add a tall cylinder between the camera and the look-at target")
+    p.add_argument("--product", type=Path, default=None, metavar="GLB",
+                   help="also stand this glTF product on the ground (Blender's glTF importer), "
+                        "e.g. the truth of a composite")
+    p.add_argument("--product-at", type=float, nargs=2, default=(0.0, 0.0), metavar=("X", "Y"),
+                   help="where the product's footprint centre stands on the ground (m)")
+    p.add_argument("--product-height", type=float, default=None,
+                   help="scale the product to this height (m); default its own glTF size")
+    p.add_argument("--product-rotate", type=float, default=0.0, metavar="DEG",
+                   help="turn the product about +Z (deg)")
     p.add_argument("--cam-height", type=float, default=1.6, help="camera height above the ground (m)")
     p.add_argument("--distance", type=float, default=2.6, help="horizontal camera-target distance (m)")
     p.add_argument("--extent", type=float, default=0.8, help="handheld travel (m)")
@@ -87,6 +96,10 @@ def validate(args: argparse.Namespace) -> None:
         raise ValueError("--focal-px/--focal-mm must be > 0")
     if not 0 <= args.motion_blur <= 1:
         raise ValueError(f"--motion-blur shutter must be in [0, 1] frames, got {args.motion_blur}")
+    if args.product is not None and not args.product.is_file():
+        raise ValueError(f"--product {args.product} is not a file")
+    if args.product_height is not None and not args.product_height > 0:
+        raise ValueError(f"--product-height must be > 0 m, got {args.product_height}")
     if args.stereo is not None and args.stereo <= 0:
         raise ValueError(f"--stereo interaxial must be > 0 m, got {args.stereo}")
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
@@ -301,6 +314,9 @@ def render(args: argparse.Namespace) -> Path:
         _setup_render(bpy, args)
         pixel_m = float(np.hypot(args.distance, args.cam_height - 0.2)) / _focal_px(args)
         records = scene_mod.build_scene(args.seed, occluder=args.occluder, pixel_m=pixel_m)
+        if args.product is not None:
+            scene_mod.add_product(str(args.product), args.product_at, args.product_height,
+                                  args.product_rotate, records)
         mats = camera_path(args.path, args.frames, fps=args.fps, seed=args.seed, height=args.cam_height,
                            distance=args.distance, extent=args.extent, jitter_m=args.jitter_mm / 1000,
                            jitter_deg=args.jitter_deg, pan_deg=args.pan_deg, orbit_deg=args.orbit_deg)

@@ -238,3 +238,49 @@ def _add_lights(rng: np.random.Generator) -> None:
     bg.inputs["Color"].default_value = (0.55, 0.6, 0.7, 1.0)
     bg.inputs["Strength"].default_value = 0.6
     bpy.context.scene.world = world
+
+
+def add_product(path: str, at_xy, height: float | None, rotate_deg: float, records: list[dict]):
+    """Stand a glTF product on the ground through Blender's glTF importer: its bounding box's
+    footprint centre at ``at_xy``, its lowest point on z = 0, turned ``rotate_deg`` about +Z and
+    scaled to ``height`` metres tall (its own size when None). Recorded with role ``product``
+    (its world bounding box after the turn)."""
+    before = set(bpy.data.objects)
+    if bpy.ops.import_scene.gltf(filepath=path) != {"FINISHED"}:
+        raise ValueError(f"--product {path}: the glTF import failed")
+    new = [o for o in bpy.data.objects if o not in before]
+    bpy.context.view_layer.update()
+    deps = bpy.context.evaluated_depsgraph_get()
+    pts = []
+    for obj in new:
+        if obj.type != "MESH":
+            continue
+        ev = obj.evaluated_get(deps)
+        mw = np.array(ev.matrix_world)
+        co = np.array([v.co for v in ev.data.vertices], float)
+        pts.append(co @ mw[:3, :3].T + mw[:3, 3])
+    if not pts:
+        raise ValueError(f"--product {path}: no mesh in the file")
+    pts = np.concatenate(pts)
+    lo, hi = pts.min(0), pts.max(0)
+    s = float(height) / (hi[2] - lo[2]) if height else 1.0
+    a = math.radians(rotate_deg)
+    rot = np.array([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1]])
+    m = np.eye(4)
+    m[:3, :3] = s * rot
+    foot = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2]])
+    m[:3, 3] = np.array([at_xy[0], at_xy[1], 0.0]) - s * rot @ foot
+    root = bpy.data.objects.new("product", None)
+    bpy.context.scene.collection.objects.link(root)
+    from mathutils import Matrix
+    root.matrix_world = Matrix(m.tolist())
+    for obj in new:
+        if obj.parent is None:
+            obj.parent = root
+    bpy.context.view_layer.update()
+    world = pts @ m[:3, :3].T + m[:3, 3]
+    wlo, whi = world.min(0), world.max(0)
+    records.append({"name": "product", "kind": "product", "role": "product", "file": str(path),
+                    "centre": [float(c) for c in (wlo + whi) / 2], "size": [float(c) for c in whi - wlo],
+                    "bbox_min": [float(c) for c in wlo], "bbox_max": [float(c) for c in whi]})
+    return root

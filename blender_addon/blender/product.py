@@ -1,6 +1,6 @@
 """Insert a GLB product with Blender's own glTF importer, atomically.
 
-The file is validated first (:mod:`..core.glb_check`); the import runs inside
+The file is validated first (``shared_protocol.glb_check``); the import runs inside
 :func:`.atomic.atomic`, so any failure removes everything the import created and restores
 selection, active object and the scene settings the importer may touch: the file is exactly
 as it was. On success all imported objects hang under one empty, scaled to
@@ -14,8 +14,11 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
-from ..core import glb_check, placement
+from ..core import placement
+from ..vendor import module
 from .atomic import atomic
+
+glb_check = module("glb_check")
 
 
 class ProductError(RuntimeError):
@@ -94,13 +97,16 @@ def ground_of(scene) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros(3), np.array([0.0, 0.0, 1.0])
 
 
-def insert_product(context, filepath: str | Path, *, dimension: float, axis: str = "LARGEST",
+def insert_product(context, filepath: str | Path, *, dimension: float | None, axis: str = "LARGEST",
                    rotation_z: float = 0.0, location=None, name: str | None = None):
     """Import ``filepath`` and return the product empty; raise :class:`ProductError`
-    (scene unchanged) on any failure. ``location`` defaults to the 3D cursor."""
+    (scene unchanged) on any failure. ``dimension``: the real size in metres along ``axis``,
+    None for the model's own size (glTF units are metres). ``location`` defaults to the 3D
+    cursor. The empty records the size it got: ``splatstage_dimension_m`` (along ``axis``) and
+    ``splatstage_height_m`` (along the ground normal, what the composite's product height is)."""
     path = Path(filepath)
     scene = context.scene
-    if dimension is None or not (dimension > 0 and np.isfinite(dimension)):
+    if dimension is not None and not (dimension > 0 and np.isfinite(dimension)):
         raise ProductError(f"real-world size must be a positive number of metres, got {dimension}")
     if axis not in placement.AXES:
         raise ProductError(f"axis must be one of {', '.join(placement.AXES)}")
@@ -130,7 +136,7 @@ def insert_product(context, filepath: str | Path, *, dimension: float, axis: str
             raise ProductError(f"{path}: the file contains no objects")
         lo, hi = _evaluated_bounds(new_objs)
         try:
-            scale = placement.scale_for_dimension(lo, hi, dimension, axis)
+            scale = 1.0 if dimension is None else placement.scale_for_dimension(lo, hi, dimension, axis)
         except ValueError as exc:
             raise ProductError(f"{path}: {exc}") from None
         root = bpy.data.objects.new(name or f"Product {path.stem}", None)
@@ -147,7 +153,10 @@ def insert_product(context, filepath: str | Path, *, dimension: float, axis: str
         g_point, g_normal = ground_of(scene)
         root.matrix_world = Matrix(placement.product_matrix(g_point, g_normal, cursor, rotation_z, scale).tolist())
         root["splatstage_product"] = str(path)
-        root["splatstage_dimension_m"] = float(dimension)
+        ext = hi - lo
+        own = float(ext.max()) if axis == "LARGEST" else float(ext[{"WIDTH": 0, "DEPTH": 1, "HEIGHT": 2}[axis]])
+        root["splatstage_dimension_m"] = float(dimension) if dimension is not None else own
+        root["splatstage_height_m"] = float(scale * ext[2])
         if info.warnings:
             root["splatstage_warnings"] = "; ".join(info.warnings)
         for o in context.view_layer.objects:

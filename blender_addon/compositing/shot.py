@@ -10,6 +10,8 @@
      "render": {"percent": 50, "samples": 8, "denoise": false, "threads": 0, "device": "CPU",
                 "max_bounces": 4 | null},
      "environment": {"path": "envmap.exr", "exposure": 0, "rotation_deg": 0} | null,
+     "sun": {"direction": [x, y, z], "strength": 3.0, "angle_deg": 1.0} | null,
+     "ground_albedo": [r, g, b] | null,
      "occlusion_margin": 0.03,
      "frames": [{"index": 0, "background": "bg/000000.png", "depth": "depth/000000.exr",
                  "output": "frames/000000.png"}, ...],
@@ -71,6 +73,12 @@ def build_scene(spec: dict):
         world_mod.setup(scene, env["path"], float(env.get("exposure", 0.0)), float(env.get("rotation_deg", 0.0)))
     else:
         world_mod.setup_uniform(scene)
+    sun = spec.get("sun")
+    if sun:  # the key light found in the footage; it follows the environment's exposure and rotation
+        world_mod.add_sun(scene, sun["direction"], float(sun["strength"]), float(sun.get("angle_deg", 1.0)))
+    if spec.get("ground_albedo"):
+        world_mod.ground_material(next(o for o in scene.objects if o.get("splatstage_ground")),
+                                  spec["ground_albedo"])
     first = spec["frames"][0]
     bg = tree_mod.data_image(first["background"], "Splatstage Footage", non_color=False)
     dz = tree_mod.data_image(first["depth"], "Splatstage Splat Depth", non_color=True)

@@ -1,5 +1,7 @@
 """World lighting from an equirectangular environment map (rendered from the splats at the
-product's position by the backend), with exposure (EV stops) and rotation about world +Z.
+product's position by the backend), with exposure (EV stops) and rotation about world +Z; the
+key light (a sun lamp found by the backend from the footage's shadows) follows both; the
+shadow-catcher ground's albedo (the light it bounces onto the product).
 
 Blender's equirectangular convention: the image centre column faces world +X, +Y is a
 quarter turn to the left of it (u = 0.5 - atan2(y, x) / 2 pi) and the top row is world +Z.
@@ -49,6 +51,9 @@ def set_controls(world, exposure: float, rotation_deg: float) -> None:
     mapping.inputs["Rotation"].default_value = (0.0, 0.0, -math.radians(float(rotation_deg)))
     world["splatstage_exposure"] = float(exposure)
     world["splatstage_rotation_deg"] = float(rotation_deg)
+    sun = bpy.data.objects.get(SUN_NAME)
+    if sun is not None and "splatstage_direction" in sun:
+        _place_sun(sun, exposure, rotation_deg)
 
 
 def setup_uniform(scene, colour=(0.6, 0.6, 0.6), strength: float = 1.0):
@@ -65,3 +70,58 @@ def setup_uniform(scene, colour=(0.6, 0.6, 0.6), strength: float = 1.0):
     nt.links.new(bg.outputs["Background"], out.inputs["Surface"])
     scene.world = world
     return world
+
+
+SUN_NAME = "Splatstage Sun"
+
+
+def add_sun(scene, direction, strength: float, angle_deg: float = 1.0, name: str = SUN_NAME):
+    """A sun lamp shining from ``direction`` (world, from the scene towards the light) with
+    ``strength`` W/m^2 (the irradiance of a surface facing it) and an angular diameter of
+    ``angle_deg`` (soft shadow edges grow with it); returns the lamp object. The lamp follows
+    the environment world's exposure and rotation (:func:`set_controls`), so the shadow it
+    casts keeps its ratio to the map's ambient light."""
+    d = [float(v) for v in direction]
+    if math.sqrt(sum(v * v for v in d)) < 1e-9 or not math.isfinite(float(strength)) or strength < 0:
+        raise ValueError(f"sun needs a direction and a strength >= 0, got {tuple(direction)!r}, {strength!r}")
+    data = bpy.data.lights.get(name) or bpy.data.lights.new(name, type="SUN")
+    data.angle = math.radians(float(angle_deg))
+    obj = bpy.data.objects.get(name) or bpy.data.objects.new(name, data)
+    if obj.name not in scene.collection.objects:
+        scene.collection.objects.link(obj)
+    obj["splatstage_direction"] = d
+    obj["splatstage_strength"] = float(strength)
+    world = scene.world
+    ev = float(world.get("splatstage_exposure", 0.0)) if world is not None else 0.0
+    rot = float(world.get("splatstage_rotation_deg", 0.0)) if world is not None else 0.0
+    _place_sun(obj, ev, rot)
+    return obj
+
+
+def _place_sun(obj, exposure: float, rotation_deg: float) -> None:
+    from mathutils import Vector
+
+    x, y, z = obj["splatstage_direction"]
+    a = math.radians(rotation_deg)
+    d = Vector((x * math.cos(a) - y * math.sin(a), x * math.sin(a) + y * math.cos(a), z)).normalized()
+    obj.data.energy = float(obj["splatstage_strength"]) * 2.0 ** float(exposure)
+    obj.rotation_mode = "QUATERNION"  # a sun lamp shines along its local -Z
+    obj.rotation_quaternion = Vector((0.0, 0.0, 1.0)).rotation_difference(d)
+
+
+def ground_material(obj, albedo, name: str = "Splatstage Ground"):
+    """Give the shadow-catcher ground a rough diffuse material of ``albedo`` (linear RGB): the
+    light it bounces onto the product then matches the footage's ground (without one Cycles
+    uses its default 0.8 grey)."""
+    mat = bpy.data.materials.get(name) or bpy.data.materials.new(name)
+    mat.use_nodes = True
+    nt = mat.node_tree
+    for node in list(nt.nodes):
+        nt.nodes.remove(node)
+    bsdf = nt.nodes.new("ShaderNodeBsdfDiffuse")
+    bsdf.inputs["Color"].default_value = (*(float(a) for a in albedo), 1.0)
+    out = nt.nodes.new("ShaderNodeOutputMaterial")
+    nt.links.new(bsdf.outputs["BSDF"], out.inputs["Surface"])
+    obj.data.materials.clear()
+    obj.data.materials.append(mat)
+    return mat

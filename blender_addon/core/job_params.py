@@ -11,7 +11,9 @@ import math
 from pathlib import Path
 from typing import Iterable
 
-from . import glb_check
+from ..vendor import module
+
+glb_check = module("glb_check")
 
 DEVICES = ("auto", "cpu", "cuda")
 STRATEGIES = ("default", "mcmc")

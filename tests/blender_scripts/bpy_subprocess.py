@@ -15,7 +15,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = Path(__file__).resolve().parent
-DATA = REPO.parent / "shared" / "data"
+DATA = Path(os.environ.get("SPLATSTAGE_SHARED_DATA") or REPO.parent / "shared" / "data")  # as tests/conftest.py
 
 
 def bpy_python() -> str:

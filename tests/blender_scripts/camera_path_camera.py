@@ -15,7 +15,8 @@ import numpy as np
 from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Vector
 
-from blender_addon import camera_paths, camera_paths_bpy
+from blender_addon import camera_paths_bpy
+from shared_protocol import camera_paths
 
 src, out, frame_start = sys.argv[1], sys.argv[2], int(sys.argv[3])
 bpy.ops.wm.read_factory_settings(use_empty=True)

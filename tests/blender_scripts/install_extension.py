@@ -34,6 +34,13 @@ def state(label):
     timer = bool(link_state and bpy.app.timers.is_registered(link_state.tick))
     enabled = MODULE in bpy.context.preferences.addons
     vendored = _sys.modules.get(MODULE + ".vendor")
+    shared = {}
+    if enabled:  # the modules that use the shared formats, and where those come from
+        import importlib
+
+        for mod, attr in (("camera_paths_bpy", "camera_paths"), ("core.job_params", "glb_check"),
+                          ("blender.product", "glb_check")):
+            shared[mod] = getattr(importlib.import_module(f"{MODULE}.{mod}"), attr).__name__
     report["steps"].append({
         "label": label, "enabled": enabled, "registered": registered,
         "scene_prop": hasattr(bpy.types.Scene, "splatstage"),
@@ -42,6 +49,7 @@ def state(label):
         "status_draw": sum(getattr(f, "__name__", "") == "draw_status_bar"
                            for f in getattr(bpy.types.STATUSBAR_HT_header.draw, "_draw_funcs", [])),
         "protocol_module": vendored.shared_protocol.__name__ if vendored else None,
+        "shared_modules": shared,
         "wheel_zmq_binaries": len(site),
         "link_threads": sum(t.name == "splatstage-link" and t.is_alive() for t in threading.enumerate()),
     })

@@ -4,8 +4,10 @@ Six 90-degree cube faces are rendered by the render service (RGB and alpha), res
 one equirectangular image in Blender's convention (:func:`equirect_directions`), and written
 as a float EXR for the world shader. Directions the splats leave uncovered (typically the sky
 above an indoor capture) are filled with the alpha-weighted mean colour of the covered ones.
-Colours are the splats' display-referred RGB taken as linear light (the footage's look is the
-reference the product should match).
+The splats' colours are the footage's sRGB-encoded values; they are decoded to linear light
+(:func:`srgb_to_linear`) so that the map holds the radiance the camera saw (with
+``linear=False``, the encoded values are taken as linear, which overstates dark and mid tones:
+a mid-grey 0.5 is 0.21 in linear light).
 """
 from __future__ import annotations
 
@@ -72,6 +74,12 @@ def cube_to_equirect(faces_rgba: np.ndarray, matrices: np.ndarray, height: int) 
     return out.reshape(height, 2 * height, 4)
 
 
+def srgb_to_linear(x: np.ndarray) -> np.ndarray:
+    """sRGB-encoded values in [0, 1] to linear light (IEC 61966-2-1)."""
+    x = np.asarray(x, np.float64)
+    return np.where(x <= 0.04045, x / 12.92, ((np.maximum(x, 0.04045) + 0.055) / 1.055) ** 2.4)
+
+
 def fill_uncovered(rgba: np.ndarray) -> np.ndarray:
     """RGB of an equirectangular RGBA map with the uncovered part (1 - alpha) filled by the
     mean covered colour, weighted by solid angle (rows near the poles cover less of the
@@ -84,8 +92,10 @@ def fill_uncovered(rgba: np.ndarray) -> np.ndarray:
     return (rgba[..., :3] + (1.0 - a) * mean).astype(np.float32)
 
 
-def render_envmap(splats_path: str | Path, position, path: Path, face: int = 256, device: str = "cpu") -> Path:
-    """Render the environment map at ``position`` (world) into ``path`` (EXR, R G B)."""
+def render_envmap(splats_path: str | Path, position, path: Path, face: int = 256, device: str = "cpu",
+                  linear: bool = True) -> Path:
+    """Render the environment map at ``position`` (world) into ``path`` (EXR, R G B); ``linear``
+    decodes the splats' sRGB colours to linear light first."""
     from backend.pipelines.render import cameras_from_arrays, render_views
     from backend.pipelines.render.writers import write_exr
     from backend.pipelines.splats_io import load_splats
@@ -95,6 +105,10 @@ def render_envmap(splats_path: str | Path, position, path: Path, face: int = 256
     out = render_views(load_splats(splats_path), cams, device=device, batch=6)
     # a face that sees no splat at all comes back as NaN from the CPU rasterizer: uncovered
     rgba = np.nan_to_num(np.concatenate([out["rgb"], out["alpha"][..., None]], -1), nan=0.0)
+    if linear:  # un-premultiply over black, decode, premultiply again
+        a = rgba[..., 3:4]
+        straight = np.where(a > 1e-6, rgba[..., :3] / np.maximum(a, 1e-6), 0.0).clip(0.0, 1.0)
+        rgba[..., :3] = srgb_to_linear(straight) * a
     rgb = fill_uncovered(cube_to_equirect(rgba, mats, face))
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.partial{path.suffix}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from backend.progress import JobError
+from shared_protocol import glb_check
 
 #: glTF extensions every supported Blender importer decodes (Draco depends on a library and is
 #: checked again inside Blender, where the importer reports what it can decode).
@@ -16,19 +17,11 @@ IMPORTER_EXTENSIONS = (
 )
 
 
-def _glb_check():
-    """The add-on's bpy-free GLB validator (importing it never loads bpy)."""
-    from blender_addon.core import glb_check
-
-    return glb_check
-
-
 def check_product(path: str | Path) -> list[str]:
     """Validate the product GLB; returns its warnings or raises JobError (one line naming it)."""
-    gc = _glb_check()
     try:
-        info = gc.inspect(Path(path), IMPORTER_EXTENSIONS)
-    except gc.GlbError as exc:
+        info = glb_check.inspect(Path(path), IMPORTER_EXTENSIONS)
+    except glb_check.GlbError as exc:
         raise JobError(f"composite: product {exc}", "bad_input") from None
     return list(info.warnings)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from backend.pipelines.poses.scale import ScaleRequest, summary_lines
 from backend.progress import JobError, Progress
 
 from . import placement as placement_mod
@@ -52,6 +53,7 @@ class CompositeRequest:
     max_frames: int | None = None
     stereo: StereoOptions | None = None
     camera_path: Path | None = None
+    scale: ScaleRequest | None = None
     summary: dict = field(default_factory=dict)
 
 
@@ -91,7 +93,11 @@ def solve_cameras(video: Path, work: Path, progress: Progress) -> Path:
     from backend.pipelines.poses.pipeline import SolveOptions, solve
 
     def build(tmp: Path) -> None:
-        write_outputs(solve(str(video), SolveOptions(), progress), tmp)
+        from backend.pipelines.poses.scale import automatic_metric
+
+        sol = solve(str(video), SolveOptions(), progress)
+        automatic_metric(sol, video, progress=progress)  # the default guess without a metric model
+        write_outputs(sol, tmp)
 
     return _stage_dir(work / "solve", build)
 
@@ -103,15 +109,14 @@ def reconstruct_splats(solve_dir: Path, video: Path, work: Path, s: CompositeSet
     sh = 1 if s.preview else 3
     cfg = TrainConfig(steps=s.steps, sh_degree=sh, sh_degree_interval=max(1, min(1000, s.steps // (2 * (sh + 1)))),
                       holdout_every=0, eval_every=max(1, min(500, s.steps // 5)),
-                      checkpoint_every=1000, cpu_threads=s.threads or None, coarse_to_fine=not s.preview)
+                      checkpoint_every=1000, cpu_threads=s.threads or None)
     device = "cuda" if s.device.startswith("cuda") else "cpu"
 
     def build(tmp: Path) -> None:
         reconstruct(solve_dir, tmp, cfg, device=device, input_path=video,
                     max_size=s.train_max_size, progress=progress)
 
-    schedule = "-c2f" if cfg.coarse_to_fine else ""
-    return _stage_dir(work / f"splats-{s.steps}-sh{sh}-{s.train_max_size}px{schedule}", build)
+    return _stage_dir(work / f"splats-{s.steps}-sh{sh}-{s.train_max_size}px-{cfg.fingerprint()[:8]}", build)
 
 
 def _place(doc: dict, req: CompositeRequest) -> tuple[np.ndarray, tuple[float, float]]:
@@ -150,6 +155,7 @@ def composite(req: CompositeRequest, out_path: Path, progress: Progress | None =
 
     t = time.monotonic()
     solve_dir = Path(req.solve_dir) if req.solve_dir else solve_cameras(req.video, work, progress)
+    base_solve, (solve_dir, scale_factor) = solve_dir, _scaled_solve(solve_dir, req.scale, work)
     times["solve"] = time.monotonic() - t
     cameras_path = solve_dir / "cameras.json"
     try:
@@ -163,10 +169,12 @@ def composite(req: CompositeRequest, out_path: Path, progress: Progress | None =
 
     t = time.monotonic()
     splats_dir = Path(req.reconstruction) if req.reconstruction else \
-        reconstruct_splats(solve_dir, req.video, work, s, progress)
+        reconstruct_splats(base_solve, req.video, work, s, progress)
     splats_path = splats_dir / "splats.ply"
     if not splats_path.is_file():
         raise JobError(f"composite: no splats.ply in {splats_dir}", "bad_input")
+    if scale_factor != 1.0:  # splats trained in the solve's old scale
+        splats_path = _scaled_splats(splats_path, scale_factor, doc, work)
     times["reconstruct"] = time.monotonic() - t
 
     view_doc, view_cameras = doc, cameras_path
@@ -183,6 +191,7 @@ def composite(req: CompositeRequest, out_path: Path, progress: Progress | None =
                       "height": req.product_height, "rotate": req.rotate_deg, "size": size,
                       "samples": s.samples, "bounces": s.max_bounces, "denoise": s.denoise,
                       "env": [s.env_face, s.env_exposure, s.env_rotation_deg],
+                      "light": [s.env_linear, s.key_light],
                       "margin": s.occlusion_margin, "splats": _file_key(splats_path),
                       "cameras": _file_key(view_cameras)})
     shot = work / f"shot-{shot_key}"
@@ -212,7 +221,8 @@ def composite(req: CompositeRequest, out_path: Path, progress: Progress | None =
     env_path = shot / "envmap.exr"
     if not env_path.exists():
         render_envmap(splats_path, env_at, env_path, face=s.env_face,
-                      device="cuda" if s.device.startswith("cuda") else "cpu")
+                      device="cuda" if s.device.startswith("cuda") else "cpu", linear=s.env_linear)
+    light = _scene_light(splats_path, doc, anchor, env_path, shot / "light.json", s.key_light)
     times["environment"] = time.monotonic() - t
 
     frames = [{"index": i, "background": str(backgrounds[i]), "depth": str(depths[i]),
@@ -223,6 +233,7 @@ def composite(req: CompositeRequest, out_path: Path, progress: Progress | None =
                        "denoise": s.denoise, "threads": s.threads, "max_bounces": s.max_bounces,
                        "device": "CUDA" if s.device.startswith("cuda") else "CPU"},
             "environment": {"path": str(env_path), "exposure": s.env_exposure, "rotation_deg": s.env_rotation_deg},
+            "sun": light["sun"], "ground_albedo": light["ground_albedo"] if s.env_linear else None,
             "occlusion_margin": s.occlusion_margin, "frames": frames}
     t = time.monotonic()
     progress.stage("render", f"rendering {len(frames)} frames with Blender")
@@ -269,6 +280,11 @@ def composite(req: CompositeRequest, out_path: Path, progress: Progress | None =
         **{f"seconds_{k}": round(v, 2) for k, v in times.items()},
         "total_seconds": round(time.monotonic() - t_all, 2),
         "work_dir": str(work), "product_warnings": warnings, **stereo_summary,
+        "key_light": None if light["sun"] is None else {
+            "elevation_deg": round(light["sun"]["found"]["elevation_deg"], 1),
+            "azimuth_deg": round(light["sun"]["found"]["azimuth_deg"], 1),
+            "shadow_ratio": round(light["sun"]["found"]["ratio"], 3), "strength": round(light["sun"]["strength"], 4)},
+        **summary_lines(doc.get("stats") or {}),
     }
     if path_cams is not None:
         summary["camera_path"] = str(req.camera_path)
@@ -277,6 +293,47 @@ def composite(req: CompositeRequest, out_path: Path, progress: Progress | None =
         frames_idx, track_px = placement_mod.anchor_track(view_doc, anchor)
     summary["anchor_track"] = {"frames": frames_idx.tolist(), "pixels": track_px.round(4).tolist()}
     return summary
+
+
+def _scaled_solve(solve_dir: Path, scale: ScaleRequest | None, work: Path) -> tuple[Path, float]:
+    """The solve re-scaled by ``scale`` (cached in the work folder) and the factor applied;
+    ``(solve_dir, 1.0)`` without a scale request."""
+    from backend.pipelines.poses.scale import rescale_solve_dir
+
+    if scale is None:
+        return solve_dir, 1.0
+    final = work / f"solve-scaled-{_hash({'solve': _file_key(solve_dir / 'cameras.json'), 'scale': scale.key()})}"
+
+    def build(tmp: Path) -> None:
+        _, factor, _ = rescale_solve_dir(solve_dir, tmp, scale, "composite")
+        (tmp / "scale_factor.json").write_text(json.dumps({"factor": factor}))
+
+    _stage_dir(final, build)
+    return final, float(json.loads((final / "scale_factor.json").read_text())["factor"])
+
+
+def _scaled_splats(splats: Path, factor: float, doc: dict, work: Path) -> Path:
+    """``splats`` scaled by ``factor`` about the ground's point (cached in the work folder)."""
+    from backend.pipelines.poses.scale import rescale_splats
+
+    pivot, _ = placement_mod.ground_of(doc)
+    final = work / f"splats-scaled-{_hash({'splats': _file_key(splats), 'factor': factor, 'pivot': pivot.tolist()})}"
+    _stage_dir(final, lambda tmp: rescale_splats(splats, tmp / "splats.ply", factor, pivot))
+    return final / "splats.ply"
+
+
+def _scene_light(splats_path: Path, doc: dict, anchor: np.ndarray, env_path: Path, path: Path,
+                 find_sun: bool) -> dict:
+    """The sun found from the footage's shadows and the ground's albedo (kept in ``path``)."""
+    from .sunlight import scene_light
+
+    if path.is_file():
+        return json.loads(path.read_text())
+    light = scene_light(splats_path, doc, anchor, env_path, find_sun=find_sun)
+    tmp = path.with_name(f".{path.name}.partial{os.getpid()}")
+    tmp.write_text(json.dumps(light, indent=1))
+    os.replace(tmp, path)
+    return light
 
 
 def _read_rgb(path: Path | None, fallback: np.ndarray, index: int) -> np.ndarray:

@@ -14,6 +14,8 @@ class CompositeSettings:
     at ``train_max_size`` px, long side).
     ``samples``: Cycles samples per pixel. ``env_face``: cube-face size (px) of the environment
     map rendered from the splats. ``occlusion_margin``: relative depth margin of the occlusion test.
+    ``env_linear``: decode the splats' sRGB colours to linear light in the environment map.
+    ``key_light``: add the sun found from the footage's shadows (:mod:`.sunlight`).
     """
 
     preview: bool = False
@@ -26,6 +28,8 @@ class CompositeSettings:
     env_face: int = 256
     env_exposure: float = 0.0
     env_rotation_deg: float = 0.0
+    env_linear: bool = True
+    key_light: bool = True
     occlusion_margin: float = 0.03
     device: str = "cpu"
     threads: int = 0

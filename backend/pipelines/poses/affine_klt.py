@@ -93,11 +93,17 @@ def make_templates(gray: np.ndarray, centres: np.ndarray, half: int) -> Template
     ux, uy = u[None, :, 0], u[None, :, 1]
     sd = np.stack([tx * ux, ty * ux, tx * uy, ty * uy, tx, ty], axis=1).astype(np.float64)
     h = np.matmul(sd, sd.transpose(0, 2, 1))  # (N, 6, 6)
-    ev = np.linalg.eigvalsh(h)
+    # The inverse comes from the eigen-decomposition that the conditioning test needs anyway:
+    # np.linalg.inv solves each 6x6 system through LAPACK, and OpenBLAS hands every such call
+    # to its thread pool, thousands of tiny hand-offs per frame that stall whenever another
+    # process holds the cores.
+    ev, vec = np.linalg.eigh(h)
     valid = (std > 1.0) & (ev[:, 0] > 1e-7 * ev[:, -1]) & (ev[:, 0] > 0)
     update = np.zeros(sd.shape, np.float32)
     if valid.any():
-        update[valid] = np.matmul(np.linalg.inv(h[valid]), sd[valid])
+        v = vec[valid]
+        h_inv = np.matmul(v / ev[valid][:, None, :], v.transpose(0, 2, 1))
+        update[valid] = np.matmul(h_inv, sd[valid])
     return Templates(patch.astype(np.float32), update, valid)
 
 

@@ -20,9 +20,11 @@ import numpy as np
 
 from backend.media.video import iter_frames, probe, scaled_size
 from backend.progress import JobError, Progress
+from backend.threads import single_threaded_blas
+from shared_protocol import scale as scale_record
 
 from . import bundle, ground, keyframes, register, rotation, sfm
-from .interpolate import fill_unregistered
+from .interpolate import fill_unregistered, interpolated_stats
 from .solution import PoseSolution
 from .stages import STAGES  # noqa: F401  (re-exported)
 from .tracking import KLTTracker
@@ -63,7 +65,7 @@ class SolveOptions:
     sensor_width_mm: float | None = None
     scale_distance: float | None = None
     scale_ids: tuple[str, int, int] | None = None
-    camera_height: float = 1.6
+    camera_height: float | None = None  # None: the default guess (scale.DEFAULT_CAMERA_HEIGHT)
     matcher: str = "auto"
     max_corners: int = 1500
     keyframe_motion: float = 0.05
@@ -71,11 +73,25 @@ class SolveOptions:
     rotation_check: bool = True
     ba_observations: int | None = None
     anchor_frames: int | None = None
+    # "tracks" (KLT/SfM, the default) or "learned" (a pointmap network, see learned.py); the
+    # network loads from weights_dir (default weights/) unless pose_model is given.
+    method: str = "tracks"
+    weights_dir: str | None = None
+    pose_model: object | None = None
 
 
 def solve(input_path: str | Path, options: SolveOptions | None = None,
           progress: Progress | None = None) -> PoseSolution:
-    """Solve the cameras of ``input_path`` (video file or image folder)."""
+    """Solve the cameras of ``input_path`` (video file or image folder).
+
+    NumPy's BLAS runs on one thread meanwhile (:mod:`backend.threads`: the solve's NumPy work
+    is many small calls, which a thread pool slows by an order of magnitude on a busy machine).
+    """
+    with single_threaded_blas():
+        return _solve(input_path, options, progress)
+
+
+def _solve(input_path, options, progress) -> PoseSolution:
     opts = options or SolveOptions()
     prog = progress or Progress()
     path = Path(input_path)
@@ -108,7 +124,7 @@ def solve(input_path: str | Path, options: SolveOptions | None = None,
                        code="too_few_frames")
     if max(tracks.texture) < 2.0:
         raise JobError(f"{name}: blank frames (no image texture to track)", code="featureless")
-    if matcher == "klt":
+    if matcher == "klt" and opts.method != "learned":
         counts = np.array([len(f.ids) for f in tracks.frames])
         if np.percentile(counts, 90) < 30:
             raise JobError(f"{name}: featureless video (at most {int(counts.max())} trackable "
@@ -121,8 +137,13 @@ def solve(input_path: str | Path, options: SolveOptions | None = None,
     px_scale = info.width / sw
     stats: dict = {"n_frames": n_frames, "solve_size": [sw, sh], "matcher": matcher,
                    "input": name, "rotation_only": False}
-    if matcher == "klt":
-        result = _solve_tracks(tracks, opts, prog, stats, timings, px_scale, name)
+    if opts.method == "learned":
+        from .learned import solve_learned
+
+        result = solve_learned(path, tracks, opts, prog, stats, timings, px_scale, _collect)
+    elif matcher == "klt":
+        result = _solve_tracks(tracks, opts, prog, stats, timings, px_scale, name,
+                               load_gray=_gray_loader(path, opts, tracks))
     else:
         result = _solve_sift(path, n_frames, info, opts, prog, stats, timings, px_scale, name)
     c2w_cv, registered, errors, camera_params, points, rgb, lengths = result
@@ -184,7 +205,25 @@ def _tracking_broken(tracks, min_survival: float = 0.5) -> bool:
     return not survival or float(np.median(survival)) < min_survival
 
 
-def _solve_tracks(tracks, opts, prog, stats, timings, px_scale, name):
+def _gray_loader(path, opts, tracks):
+    """``load(positions) -> {position: grey frame at the solve size}``, decoding the input again
+    over the span of the positions asked for (used to re-track the frames the tracker lost)."""
+    import cv2
+
+    def load(positions):
+        want = {tracks.indices[p]: p for p in positions}
+        out = {}
+        frames = iter_frames(path, min(want), max(want) + 1, opts.stride, None, opts.max_size)
+        with closing(frames):
+            for index, _, rgb in frames:
+                if index in want:
+                    out[want[index]] = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        return out
+
+    return load
+
+
+def _solve_tracks(tracks, opts, prog, stats, timings, px_scale, name, load_gray=None):
     n = len(tracks)
     prog.stage("keyframes", "choosing keyframes")
     t = time.perf_counter()
@@ -194,7 +233,7 @@ def _solve_tracks(tracks, opts, prog, stats, timings, px_scale, name):
 
     if opts.rotation_check:
         t = time.perf_counter()
-        model = rotation.detect_pure_rotation(tracks, keys, opts.focal_px, 0.5 * px_scale)
+        model = rotation.detect_pure_rotation(tracks, keys, opts.focal_px, 0.5 * px_scale, stats)
         timings["rotation_check"] = time.perf_counter() - t
         if model is not None:
             return _finish_rotation(tracks, model, keys, prog, stats, timings, px_scale)
@@ -231,10 +270,24 @@ def _solve_tracks(tracks, opts, prog, stats, timings, px_scale, name):
     stats.update(counts)
     timings["bundle_adjust"] = time.perf_counter() - t
 
+    extra = {}
+    lost = [p for p in range(n) if p not in poses]
+    if lost and load_gray is not None:
+        prog.stage("bundle_adjust", f"re-tracking {len(lost)} frame(s) the tracker lost")
+        t = time.perf_counter()
+        sw, sh = stats["solve_size"]
+        sx, sy = tracks.width / sw, tracks.height / sh
+        got = register.register_by_retracking(model.rec, lost, load_gray, (sx, sy),
+                                              max_error_px=4.0 * px_scale)
+        extra = {p: (np.vstack([pose.inverse().matrix(), [0, 0, 0, 1]]), err)
+                 for p, (pose, err) in got.items()}
+        stats["retracked_frames"] = sorted(extra)
+        timings["retrack"] = time.perf_counter() - t
+
     def colour(pos, idx):
         return tracks.frames[pos].rgb[idx]
 
-    return _collect(model.rec, n, colour, table, model.frames_seen)
+    return _collect(model.rec, n, colour, table, model.frames_seen, extra)
 
 
 def _solve_sift(path, n, info, opts, prog, stats, timings, px_scale, name):
@@ -269,7 +322,7 @@ def _solve_sift(path, n, info, opts, prog, stats, timings, px_scale, name):
     return _collect(rec, n, colour, table)
 
 
-def _collect(rec, n, colour, table, frames_seen=None):
+def _collect(rec, n, colour, table, frames_seen=None, extra=None):
     """Arrays from a bundle-adjusted model: OpenCV c2w per position, intrinsics, points (track
     length = number of frames that saw the point: ``frames_seen`` or the model's track).
     ``table`` lists the model's observations (rows of ``bundle.observation_table``);
@@ -304,6 +357,9 @@ def _collect(rec, n, colour, table, frames_seen=None):
     pts = np.array([rec.points3D[pid].xyz for pid in point_ids.tolist()]).reshape(-1, 3)
     lengths = [frames_seen.get(pid, rec.points3D[pid].track.length()) if frames_seen
                else rec.points3D[pid].track.length() for pid in point_ids.tolist()]
+    for pos, (m, err) in (extra or {}).items():  # frames registered after the adjustment
+        c2w[pos] = m
+        errors[pos] = err
     registered = np.array([p in c2w for p in range(n)])
     errors[~registered] = np.nan
     mats = fill_unregistered(c2w, n)
@@ -366,17 +422,28 @@ def _track_colours(tracks) -> dict[int, np.ndarray]:
 POINTS_AT_INFINITY_RADIUS = 1000.0
 
 
+def _height(opts: SolveOptions) -> float:
+    return opts.camera_height or scale_record.DEFAULT_CAMERA_HEIGHT
+
+
+def _height_scale(opts: SolveOptions) -> dict:
+    if opts.camera_height is None:
+        return scale_record.default_info()
+    return scale_record.make_info("camera_height", opts.camera_height, None, "camera",
+                                  f"the first camera {opts.camera_height:g} m above the ground")
+
+
 def _to_world(info, sources, c2w_cv, registered, errors, params, points, rgb, lengths, opts, stats):
     f, cx, cy, k1, k2 = params
     if stats["rotation_only"]:
         up = ground.up_hint(c2w_cv)
         plane = ground.Plane(up, 1.0, 0, False)
-        s, r, o = ground.world_from_solve(plane, c2w_cv[0], None, opts.camera_height)
+        s, r, o = ground.world_from_solve(plane, c2w_cv[0], None, _height(opts))
         points = points * (POINTS_AT_INFINITY_RADIUS / s)
         stats["points_at_infinity_radius"] = POINTS_AT_INFINITY_RADIUS
-        stats["scale_source"] = "camera_height"
+        stats["scale"] = _height_scale(opts)
         if opts.scale_distance and opts.scale_ids:
-            stats["scale_note"] = "known distance ignored: a pure rotation has no baseline"
+            stats["scale"]["note"] += " (known distance ignored: a pure rotation has no baseline)"
         stats["ground_plane_found"] = False
     else:
         plane = ground.fit_ground_plane(points, c2w_cv[registered])
@@ -393,10 +460,14 @@ def _to_world(info, sources, c2w_cv, registered, errors, params, points, rgb, le
             if dist <= 1e-12:
                 raise JobError(f"scale reference {kind}s {a} and {b} coincide", code="bad_params")
             scale = opts.scale_distance / dist
-            stats["scale_source"] = f"known_distance_{kind}s"
+            stats["scale"] = scale_record.make_info("known_distance", opts.scale_distance, None, f"{kind}s",
+                                                    f"{opts.scale_distance:g} m between two {kind}s")
         else:
-            stats["scale_source"] = "camera_height"
-        s, r, o = ground.world_from_solve(plane, c2w_cv[0], scale, opts.camera_height)
+            stats["scale"] = _height_scale(opts)
+        s, r, o = ground.world_from_solve(plane, c2w_cv[0], scale, _height(opts))
+    stats["scale_source"] = stats["scale"]["source"]
+    if stats["scale"]["reference"] in ("cameras", "points"):
+        stats["scale_source"] = f"known_distance_{stats['scale']['reference']}"
     mats, pts = ground.apply_world(s, r, o, c2w_cv, points)
     n_reg = int(registered.sum())
     stats.update({
@@ -407,6 +478,7 @@ def _to_world(info, sources, c2w_cv, registered, errors, params, points, rgb, le
         "focal_px": float(f), "k1": float(k1), "k2": float(k2),
         "world_scale": float(s),
     })
+    stats.update(interpolated_stats(registered))
     return PoseSolution(
         width=info.width, height=info.height, fps=info.fps, sources=list(sources),
         matrix_world=mats, focal_px=float(f), principal_point_px=(float(cx), float(cy)),

@@ -78,3 +78,113 @@ def register_frames(rec: pycolmap.Reconstruction, tracks: Tracks, track_to_point
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return out
+
+
+def _runs(positions: list[int]) -> list[list[int]]:
+    """Consecutive runs of sorted frame positions."""
+    runs: list[list[int]] = []
+    for p in sorted(positions):
+        if runs and p == runs[-1][-1] + 1:
+            runs[-1].append(p)
+        else:
+            runs.append([p])
+    return runs
+
+
+def _model_observations(rec: pycolmap.Reconstruction, image) -> tuple[np.ndarray, np.ndarray]:
+    """(full-resolution xy, point3D id) of an image's keypoints that observe a 3D point."""
+    xy, pids = [], []
+    for p2d in image.points2D:
+        if p2d.has_point3D() and rec.exists_point3D(p2d.point3D_id):
+            xy.append(p2d.xy)
+            pids.append(p2d.point3D_id)
+    return np.array(xy, np.float64).reshape(-1, 2), np.array(pids, np.int64)
+
+
+def _chain(grays: list[np.ndarray], start_xy: np.ndarray, lk: dict, fb_max_px: float):
+    """Track ``start_xy`` (solve pixels) from ``grays[0]`` through ``grays[1:]`` one step at a
+    time with a forward-backward check. Yields (step, surviving indices, xy) per later frame."""
+    import cv2
+
+    pts = start_xy.astype(np.float32).reshape(-1, 2)
+    alive = np.arange(len(pts))
+    for k in range(1, len(grays)):
+        if len(pts) == 0:
+            return
+        nxt, st, _ = cv2.calcOpticalFlowPyrLK(grays[k - 1], grays[k], pts, None, **lk)
+        back, st2, _ = cv2.calcOpticalFlowPyrLK(grays[k], grays[k - 1], nxt, None, **lk)
+        h, w = grays[k].shape[:2]
+        ok = ((st.ravel() == 1) & (st2.ravel() == 1)
+              & (np.linalg.norm(back - pts, axis=1) < fb_max_px)
+              & (nxt[:, 0] >= 0) & (nxt[:, 1] >= 0) & (nxt[:, 0] < w - 1) & (nxt[:, 1] < h - 1))
+        pts, alive = nxt[ok], alive[ok]
+        yield k, alive, pts
+
+
+def register_by_retracking(rec: pycolmap.Reconstruction, positions: list[int], load_gray,
+                           scale: tuple[float, float], max_error_px: float = 4.0,
+                           min_inliers: int = 30, window: int = 31, levels: int = 5,
+                           fb_max_px: float = 1.0) -> dict[int, tuple[pycolmap.Rigid3d, float]]:
+    """Register frames the tracker lost (motion blur, a sudden jerk) from their neighbours.
+
+    For each run of unregistered ``positions``, the 3D points seen in the registered frame just
+    before the run (and just after it) are tracked again into the run's frames, step by step,
+    with a wide pyramidal KLT window (``window`` px, ``levels`` levels) that reaches through blur
+    and large motion, and a forward-backward check of ``fb_max_px`` solve pixels. Each frame is
+    then solved by PnP (LO-RANSAC and refinement) against those points; a point reached from
+    both sides keeps the position tracked from the nearer neighbour.
+
+    ``load_gray(positions)`` returns ``{position: grey image at the solve resolution}``;
+    ``scale`` is full-resolution pixels per solve pixel (x, y). Returns, per registered
+    position, its cam_from_world and the mean reprojection error (px) of its PnP inliers.
+    """
+    import cv2
+
+    camera = next(iter(rec.cameras.values()))
+    by_pos = {position_of(im.name): im for im in rec.images.values() if im.has_pose}
+    est = pycolmap.AbsolutePoseEstimationOptions()
+    est.ransac.max_error = max_error_px
+    est.ransac.random_seed = 0
+    ref = pycolmap.AbsolutePoseRefinementOptions()
+    ref.refine_focal_length = False
+    ref.refine_extra_params = False
+    lk = dict(winSize=(window, window), maxLevel=levels,
+              criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
+    sx, sy = scale
+    out: dict[int, tuple[pycolmap.Rigid3d, float]] = {}
+    for run in _runs(positions):
+        sides = [s for s in (run[0] - 1, run[-1] + 1) if s in by_pos]
+        if not sides:
+            continue
+        grays = load_gray(sorted(set(run) | set(sides)))
+        # found[pos][point id] = (distance to the neighbour it was tracked from, full-res xy)
+        found: dict[int, dict[int, tuple[int, np.ndarray]]] = {p: {} for p in run}
+        for side in sides:
+            xy, pids = _model_observations(rec, by_pos[side])
+            if len(pids) < min_inliers:
+                continue
+            order = run if side < run[0] else run[::-1]
+            chain = [grays[side]] + [grays[p] for p in order]
+            start = np.stack([xy[:, 0] / sx - 0.5, xy[:, 1] / sy - 0.5], 1)
+            for k, alive, pts in _chain(chain, start, lk, fb_max_px):
+                pos = order[k - 1]
+                full = np.stack([(pts[:, 0] + 0.5) * sx, (pts[:, 1] + 0.5) * sy], 1)
+                for pid, p in zip(pids[alive].tolist(), full):
+                    prev = found[pos].get(pid)
+                    if prev is None or k < prev[0]:
+                        found[pos][pid] = (k, p)
+        for pos in run:
+            if len(found[pos]) < min_inliers:
+                continue
+            pids = list(found[pos])
+            pts2d = np.array([found[pos][p][1] for p in pids], np.float64)
+            pts3d = np.array([rec.points3D[p].xyz for p in pids], np.float64)
+            result = pycolmap.estimate_and_refine_absolute_pose(pts2d, pts3d, camera, est, ref)
+            if result is None or int(result["num_inliers"]) < min_inliers:
+                continue
+            pose = result["cam_from_world"]
+            mask = np.asarray(result["inlier_mask"], bool)
+            proj = camera.img_from_cam((pts3d[mask] @ pose.rotation.matrix().T) + pose.translation)
+            err = np.linalg.norm(np.asarray(proj)[:, :2] - pts2d[mask], axis=1)
+            out[pos] = (pose, float(err.mean()))
+    return out

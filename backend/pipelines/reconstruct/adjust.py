@@ -68,3 +68,47 @@ def pose_change(old_viewmats: np.ndarray, new_viewmats: np.ndarray) -> tuple[np.
     R = np.einsum("...ij,...kj->...ik", new_viewmats[..., :3, :3], old_viewmats[..., :3, :3])
     cos = np.clip((np.trace(R, axis1=-2, axis2=-1) - 1) / 2, -1, 1)
     return dt, np.degrees(np.arccos(cos))
+
+
+EXPOSURE_SPREAD_ON = 0.06  # "auto" appearance turns on above this spread of per-frame log gain
+
+
+def exposure_spread(solve, frames, frame_ids: list[int], max_frames: int = 48,
+                    min_points: int = 30) -> float | None:
+    """How much the footage's exposure varies: the 5-95 % range of the per-frame gain (natural
+    log) over ``frame_ids``, or None when too few sparse points are seen to tell.
+
+    Each sparse point of the solve is projected into the frames; its luminance in a frame
+    divided by its median luminance over all frames that see it is that frame's gain at the
+    point, and the frame's gain is the median over its points. View-dependent shading moves
+    single points, not that median; a change of exposure or white level moves all of them."""
+    if len(frame_ids) < 3 or len(solve.points) < min_points:
+        return None
+    ids = list(frame_ids)
+    if len(ids) > max_frames:
+        ids = [ids[int(round(k))] for k in np.linspace(0, len(ids) - 1, max_frames)]
+    pts = np.asarray(solve.points, np.float64)
+    view = np.asarray(solve.viewmats, np.float64)
+    lum = np.full((len(ids), len(pts)), np.nan)
+    for row, i in enumerate(ids):
+        cam = pts @ view[i, :3, :3].T + view[i, :3, 3]
+        uvw = cam @ np.asarray(frames.K[i], np.float64).T
+        z = cam[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u, v = uvw[:, 0] / z, uvw[:, 1] / z
+        ok = (z > 1e-6) & (u >= 1) & (v >= 1) & (u < frames.width - 1) & (v < frames.height - 1)
+        if not ok.any():
+            continue
+        img = frames.images[i].cpu().numpy().astype(np.float32)
+        rgb = img[v[ok].astype(int), u[ok].astype(int)]
+        lum[row, ok] = rgb @ np.array([0.2126, 0.7152, 0.0722], np.float32) + 1.0
+    seen = np.isfinite(lum).sum(0) >= 2
+    if seen.sum() < min_points:
+        return None
+    log = np.log(lum[:, seen])
+    rel = log - np.nanmedian(log, axis=0)
+    counts = np.isfinite(rel).sum(1)
+    gains = np.array([np.nanmedian(r) for r, c in zip(rel, counts) if c >= min_points // 3])
+    if len(gains) < 3:
+        return None
+    return float(np.percentile(gains, 95) - np.percentile(gains, 5))

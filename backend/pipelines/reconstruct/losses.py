@@ -1,12 +1,14 @@
 """Photometric losses and metrics: L1, SSIM (11x11 Gaussian window, sigma 1.5), PSNR."""
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 import torch.nn.functional as F
 
 
+@functools.lru_cache(maxsize=16)
 def _kernel1d(size: int, sigma: float, device, dtype) -> torch.Tensor:
     x = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2
     g = torch.exp(-x ** 2 / (2 * sigma ** 2))

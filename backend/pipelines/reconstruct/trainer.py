@@ -13,7 +13,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ import torch
 from backend.progress import JobError, Progress
 
 from ..splats_io import SH_C0, Splats
-from .adjust import Appearance, CameraAdjust, pose_change
+from .adjust import EXPOSURE_SPREAD_ON, Appearance, CameraAdjust, exposure_spread, pose_change
 from .frames import FrameStore
 from .losses import photometric_loss, psnr, ssim
 from .raster import ensure_gsplat_cuda, rasterize, resolve_backend
@@ -31,6 +31,7 @@ from .strategies import make_strategy
 
 
 ERROR_GAIN = 4.0  # the strip's error panel shows 4 x |render - ground truth|
+APPEARANCE_MODES = ("auto", "on", "off")
 
 
 @dataclass
@@ -45,7 +46,7 @@ class TrainConfig:
     sh_degree_interval: int = 1000
     ssim_lambda: float = 0.2
     holdout_every: int = 8
-    appearance: bool = True
+    appearance: str = "auto"
     refine_cameras: bool = False
     checkpoint_every: int = 1000
     eval_every: int = 500
@@ -57,14 +58,31 @@ class TrainConfig:
     backend: str = "auto"
     cpu_threads: int | None = None
     coarse_to_fine: bool = False
+    resolution_start: float = 0.25
+    resolution_full_at: float = 0.5
+    densify: dict = field(default_factory=dict)
 
-    def downscale_at(self, step: int) -> int:
-        """Training-image downscale factor at ``step``: with ``coarse_to_fine`` the first 30 %
-        of the steps train at 1/4 of the resolution and the next 30 % at 1/2, else 1."""
-        if not self.coarse_to_fine:
-            return 1
+    def __post_init__(self):
+        if isinstance(self.appearance, bool):
+            self.appearance = "on" if self.appearance else "off"
+        if self.appearance not in APPEARANCE_MODES:
+            raise ValueError(f"appearance must be one of {APPEARANCE_MODES}, got {self.appearance!r}")
+        if not 0.0 < self.resolution_start <= 1.0 or not 0.0 <= self.resolution_full_at <= 1.0:
+            raise ValueError("resolution_start must be in (0, 1] and resolution_full_at in [0, 1]")
+
+    def downscale_at(self, step: int) -> float:
+        """Training-image downscale factor (>= 1) at ``step``. With ``coarse_to_fine`` the first
+        30 % of the steps train at 1/4 of the resolution and the next 30 % at 1/2. Otherwise the
+        resolution rises linearly from ``resolution_start`` of the full size at step 0 to the full
+        size at ``resolution_full_at`` of the steps, in steps of 1/16 (so a few sizes recur)."""
         f = step / max(1, self.steps)
-        return 4 if f < 0.3 else 2 if f < 0.6 else 1
+        if self.coarse_to_fine:
+            return 4 if f < 0.3 else 2 if f < 0.6 else 1
+        if self.resolution_start >= 1.0 or f >= self.resolution_full_at:
+            return 1
+        r = self.resolution_start + (1.0 - self.resolution_start) * f / max(self.resolution_full_at, 1e-9)
+        r = max(self.resolution_start, math.floor(r * 16) / 16)
+        return 1.0 / r if r < 1.0 else 1
 
     def fingerprint(self) -> str:
         d = asdict(self)
@@ -91,6 +109,13 @@ def split_holdout(n: int, every: int) -> tuple[list[int], list[int]]:
     if len(hold) == n or not hold:
         return list(range(n)), []
     return [i for i in range(n) if i % every], hold
+
+
+def _scaled(w: int, h: int, downscale: float) -> tuple[int, int]:
+    """Image size at 1/``downscale`` of ``w`` x ``h`` (integer factors: floor, as pooling does)."""
+    if downscale == int(downscale):
+        return w // int(downscale), h // int(downscale)
+    return max(1, round(w / downscale)), max(1, round(h / downscale))
 
 
 def _knn_scale(points: np.ndarray) -> np.ndarray:
@@ -157,12 +182,25 @@ class Trainer:
         self.scene_scale = scene_scale(solve.c2w)
         self.params = init_params(solve, cfg, device)
         self.optimizers = _optimizers(self.params, cfg, self.scene_scale)
-        self.strategy = make_strategy(cfg.strategy, cfg.steps, cfg.cap_max)
+        densify = dict(cfg.densify)
+        if self.backend != "gsplat" and cfg.strategy == "default":
+            # the PyTorch rasterizer has no absolute screen-space gradient: the plain one, at
+            # gsplat's threshold for it
+            densify.setdefault("absgrad", False)
+            densify.setdefault("grow_grad2d", 2e-4)
+        self.strategy = make_strategy(cfg.strategy, cfg.steps, cfg.cap_max, **densify)
+        self.absgrad = bool(getattr(self.strategy, "absgrad", False))
         self.strategy.check_sanity(self.params, self.optimizers)
         if cfg.strategy == "default":
             self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)
         else:
             self.strategy_state = self.strategy.initialize_state()
+        self.exposure_spread = None
+        if cfg.appearance == "auto":
+            self.exposure_spread = exposure_spread(solve, frames, self.train_ids)
+        self.use_appearance = (cfg.appearance == "on" or (
+            cfg.appearance == "auto" and self.exposure_spread is not None
+            and self.exposure_spread > EXPOSURE_SPREAD_ON))
         self.appearance = Appearance(n).to(device)
         self.app_opt = torch.optim.Adam(self.appearance.parameters(), lr=1e-3 * cfg.lr_scale)
         self.cameras = CameraAdjust(n).to(device)
@@ -182,19 +220,21 @@ class Trainer:
         return v
 
     def render(self, frames: list[int], sh_degree: int | None = None, render_mode: str = "RGB",
-               downscale: int = 1):
+               downscale: float = 1):
         """Render ``frames``; ``downscale`` > 1 renders at 1/downscale of the training size."""
         p = self.params
         colors = torch.cat([p["sh0"], p["shN"]], 1)
         deg = self.cfg.sh_degree if sh_degree is None else sh_degree
         Ks, (w, h) = self.Ks[frames], (self.frames.width, self.frames.height)
         if downscale > 1:
-            w, h = w // downscale, h // downscale
+            (w, h), (w0, h0) = _scaled(w, h, downscale), (w, h)
             Ks = Ks.clone()
-            Ks[:, :2, :] /= downscale  # pixel-corner origin: an exact 1/downscale pooling
+            Ks[:, 0, :] *= w / w0  # pixel-corner origin: the image of a 1/downscale area pooling
+            Ks[:, 1, :] *= h / h0
         return self._rasterize(p["means"], p["quats"], torch.exp(p["scales"]),
                                torch.sigmoid(p["opacities"]), colors, self.viewmats(frames), Ks, w, h,
-                               sh_degree=deg, render_mode=render_mode)
+                               sh_degree=deg, render_mode=render_mode,
+                               **({"absgrad": True} if self.absgrad else {}))
 
     def _rasterize(self, means, quats, scales, opacities, colors, viewmats, Ks, width, height, **kwargs):
         """The rasterizer call behind :meth:`render` (multi-GPU training distributes it)."""
@@ -216,7 +256,7 @@ class Trainer:
         for i in frames:
             img, _, _ = self.render([i])
             img = img[0, ..., :3]
-            if self.cfg.appearance and compensate:
+            if self.use_appearance and compensate:
                 img = (self.appearance(img, i) if i in self.train_ids
                        else self.appearance.blended(img, self._neighbours(i)))
             img = img.clamp(0, 1)
@@ -284,20 +324,27 @@ class Trainer:
     # ------------------------------------------------------------------ training ---------
     def _frame_for_step(self, step: int) -> int:
         n = len(self.train_ids)
-        perm = np.random.default_rng(self.cfg.seed * 100_003 + step // n).permutation(n)
-        return self.train_ids[perm[step % n]]
+        epoch = step // n
+        if getattr(self, "_perm_epoch", None) != epoch:
+            self._perm = np.random.default_rng(self.cfg.seed * 100_003 + epoch).permutation(n)
+            self._perm_epoch = epoch
+        return self.train_ids[self._perm[step % n]]
 
     def _means_lr(self, step: int) -> float:
         base = 1.6e-4 * self.scene_scale * self.cfg.lr_scale
         return base * (0.01 ** (step / max(1, self.cfg.steps)))
 
-    def _target(self, i: int, downscale: int) -> torch.Tensor:
+    def _target(self, i: int, downscale: float) -> torch.Tensor:
         gt = self.frames.get(i, self.device)
         if downscale == 1:
             return gt
-        h, w = gt.shape[0] // downscale, gt.shape[1] // downscale
-        gt = gt[: h * downscale, : w * downscale].permute(2, 0, 1)[None]
-        return torch.nn.functional.avg_pool2d(gt, downscale)[0].permute(1, 2, 0)
+        w, h = _scaled(gt.shape[1], gt.shape[0], downscale)
+        if downscale == int(downscale):
+            d = int(downscale)
+            gt = gt[: h * d, : w * d].permute(2, 0, 1)[None]
+            return torch.nn.functional.avg_pool2d(gt, d)[0].permute(1, 2, 0)
+        gt = gt.permute(2, 0, 1)[None]
+        return torch.nn.functional.interpolate(gt, size=(h, w), mode="area")[0].permute(1, 2, 0)
 
     def train_step(self, step: int) -> torch.Tensor:
         """One optimisation step; returns the loss as a 0-d tensor (not synchronised)."""
@@ -309,7 +356,7 @@ class Trainer:
         gt = self._target(i, ds)
         img, alpha, info = self.render([i], sh_degree=self.sh_degree_at(step), downscale=ds)
         img = img[0]
-        if cfg.appearance:
+        if self.use_appearance:
             img = self.appearance(img, i)
         self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, step, info)
         loss = photometric_loss(img, gt, cfg.ssim_lambda)
@@ -323,7 +370,7 @@ class Trainer:
         for o in self.optimizers.values():
             o.step()
             o.zero_grad(set_to_none=True)
-        if cfg.appearance:
+        if self.use_appearance:
             self.app_opt.step()
             self.app_opt.zero_grad(set_to_none=True)
         if cfg.refine_cameras:
@@ -394,6 +441,7 @@ def train(solve: Solve, frames: FrameStore, cfg: TrainConfig, device: str | torc
         "holdout_frames": [solve.sources[i] for i in tr.hold_ids],
         "train_frames": len(tr.train_ids), "resolution": [frames.width, frames.height],
         "holdout_on_training_frames": not tr.hold_ids,
+        "appearance": tr.use_appearance, "exposure_spread": tr.exposure_spread,
     }
     if cfg.refine_cameras:
         metrics["camera_refinement"] = {"max_translation": float(moved_t.max()),

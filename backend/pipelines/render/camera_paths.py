@@ -35,8 +35,7 @@ def is_camera_path(path: str | Path) -> bool:
 def load_path(path: str | Path) -> PathCameras:
     """Read a cameras.json or nerfstudio camera_path.json; JobError naming the file if neither."""
     from shared_protocol import camera_file
-
-    from blender_addon.camera_paths import CameraPathError, from_nerfstudio
+    from shared_protocol.camera_paths import CameraPathError, from_nerfstudio
 
     path = Path(path)
     try:

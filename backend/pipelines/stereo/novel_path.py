@@ -23,7 +23,7 @@ def _u8(rgb: np.ndarray) -> np.ndarray:
 
 def run_novel_path_stereo(p: dict, out_dir: Path, progress: Progress, batch: int = 8):
     """The ``stereo`` job for a camera-path input (called by backend.jobs.stereo.run)."""
-    from backend.jobs import JobResult
+    from backend.results import JobResult
     from backend.media.encode import VideoWriter
     from backend.pipelines.render import cameras_from_arrays, render_views
     from backend.pipelines.splats_io import SplatFormatError, load_splats

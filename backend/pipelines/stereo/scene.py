@@ -294,7 +294,7 @@ def run_scene_stereo(p: dict, out_dir: Path, progress: Progress):
     """The ``stereo`` job's scene method (called by backend.jobs.stereo.run)."""
     from shared_protocol import camera_file
 
-    from backend.jobs import JobResult
+    from backend.results import JobResult
     from backend.media.encode import VideoWriter
     from backend.media.video import iter_frames, probe
     from backend.pipelines.splats_io import SplatFormatError, load_splats
