@@ -150,7 +150,7 @@ def side_by_side_main(args) -> int:
     stem = f"reconstruct-side-by-side-{label}"
     for folder in args.side_by_side:
         row = side_by_side.run_input(folder.name, folder, steps, args.device, ours, args.eval_every,
-                                     args.max_size or 1600, args.out_dir)
+                                     args.max_size or 1600, args.out_dir, args.profile)
         strip = args.out_dir / f"strips-{folder.name}.jpg"
         strip.replace(args.out_dir / f"{stem}-{strip.name}")
         row["strips"] = f"{stem}-{row['strips']}"
@@ -190,6 +190,8 @@ def main(argv=None) -> int:
                     help="with --side-by-side: also train ours with these TrainConfig overrides "
                          "(the first run is always the job's defaults, labelled 'ours')")
     ap.add_argument("--eval-every", type=int, default=500, help="with --side-by-side: steps between evaluations")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="with --side-by-side: also write a torch.profiler table of N steps of each trainer")
     ap.add_argument("--machine", default=None, help="machine label of the results file (default: from the device)")
     args = ap.parse_args(argv)
     import gsplat

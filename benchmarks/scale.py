@@ -23,7 +23,8 @@ scale as two ground pixels, and the solve's camera height that follows is report
 tops stand above the desk the solve takes for the ground, which biases that height low by about
 their height over the camera's.
 
-    python benchmarks/scale.py --machine cpu-2core --real-video ../shared/data/real-video/lumia_box_on_desk_handheld.mp4
+    python benchmarks/scale.py --machine cpu-2core --seeds 0 1 \
+        --real-video ../shared/data/real-video/lumia_box_on_desk_handheld.mp4 --real-frames 210
 
 writes ``benchmarks/results/scale-<machine>.json``.
 """
@@ -145,9 +146,12 @@ def synthetic(seeds, frames, size, focal, workdir: Path) -> dict:
     uncert: dict[str, list] = {}
     clips = []
     for seed in seeds:
-        out = workdir / f"clip{seed}"
-        truth = raycast_scene.write_clip(out, raycast_scene.handheld_path(frames, seed=seed, height=0.9), focal, w, h,
-                                         video=False, workers=2)
+        out = workdir / f"clip{seed}-{frames}-{w}x{h}-f{focal:g}"
+        if (out / "truth.json").is_file():  # rendered by an earlier run (the ray caster is deterministic)
+            truth = camera_file.read(out / "truth.json")
+        else:
+            truth = raycast_scene.write_clip(out, raycast_scene.handheld_path(frames, seed=seed, height=0.9), focal,
+                                             w, h, video=False, workers=2)
         t0 = time.perf_counter()
         sol = solve(out / "frames", SolveOptions(threads=2))
         doc = sol.to_document()
@@ -245,15 +249,17 @@ def main() -> int:
                     help="a line along one row of keys in --key-frame, from end to end")
     ap.add_argument("--real-frames", type=int, help="solve only the first N frames of --real-video")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--work", type=Path, help="keep the rendered clips here and reuse them (default: a temporary folder)")
     args = ap.parse_args()
     from backend.evaluation.machine import describe
 
     result = {"benchmark": "scale", "machine": args.machine, "cpu": describe(), "python": platform.python_version(),
               "script": "benchmarks/scale.py", "args": {k: str(v) for k, v in vars(args).items()}}
     with tempfile.TemporaryDirectory(prefix="scale-bench-") as tmp:
-        result["synthetic"] = synthetic(args.seeds, args.frames, tuple(args.size), args.focal, Path(tmp))
+        work = args.work or Path(tmp)
+        result["synthetic"] = synthetic(args.seeds, args.frames, tuple(args.size), args.focal, work)
         if args.real_video:
-            result["real"] = real(args.real_video, args.key_frame, args.key_row, args.real_frames, Path(tmp))
+            result["real"] = real(args.real_video, args.key_frame, args.key_row, args.real_frames, work)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"scale-{args.machine}.json"
     path.write_text(json.dumps(result, indent=1))

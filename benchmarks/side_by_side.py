@@ -88,8 +88,24 @@ def _timed_run(make, step_fn, render_fn, n_gauss, frames, hold, steps, eval_ever
             "obj": obj}
 
 
+def profile_steps(make, n: int, out: Path, skip: int = 1000) -> None:
+    """torch.profiler table of ``n`` training steps after ``skip`` untimed ones (where the time goes)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    obj = make()
+    for s in range(skip):
+        obj.train_step(s)
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=acts) as prof:
+        for s in range(skip, skip + n):
+            obj.train_step(s)
+        _sync(next(iter(obj.params.values())).device)
+    key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+    out.write_text(prof.key_averages().table(sort_by=key, row_limit=40))
+
+
 def run_input(name: str, folder: Path, steps: int, device: str, ours: dict, eval_every: int,
-              max_size: int, out_dir: Path) -> dict:
+              max_size: int, out_dir: Path, profile: int = 0) -> dict:
     """Train the recipe and each of ``ours`` (label -> TrainConfig) on one input folder."""
     import cv2
 
@@ -101,6 +117,14 @@ def run_input(name: str, folder: Path, steps: int, device: str, ours: dict, eval
     train_ids, hold = split_holdout(len(solve.sources), 8)
     hold = hold or train_ids
     row["holdout_frames"] = [solve.sources[i] for i in hold]
+    # warm-up, untimed: CUDA context, cuDNN and gsplat's kernels are loaded before either clock runs
+    for make in (lambda: RecipeTrainer(solve, frames, steps, dev), *(lambda c=c: Trainer(solve, frames, c, dev)
+                                                                      for c in ours.values())):
+        w = make()
+        for s in range(30):
+            w.train_step(s)
+        del w
+    _sync(dev)
     rec = _timed_run(lambda: RecipeTrainer(solve, frames, steps, dev), lambda o, s: o.train_step(s),
                      lambda o, i: o.render([i])[0][0], lambda o: o.num_gaussians,
                      frames, hold, steps, eval_every, dev)
@@ -131,6 +155,9 @@ def run_input(name: str, folder: Path, steps: int, device: str, ours: dict, eval
         row["ours"][label] = o
         strips.append(res["strip"])
         del tr, res
+    if profile:
+        profile_steps(lambda: RecipeTrainer(solve, frames, steps, dev), profile, out_dir / f"profile-{name}-recipe.txt")
+        profile_steps(lambda: Trainer(solve, frames, ours["ours"], dev), profile, out_dir / f"profile-{name}-ours.txt")
     first = next(iter(row["ours"].values()))
     row.update(ours_psnr=first["psnr"], ours_ssim=first["ssim"], ours_train_s=first["train_s"],
                ours_gaussians=first["gaussians"], ours_peak_gb=first["peak_gb"],

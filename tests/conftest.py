@@ -44,6 +44,17 @@ def shared_data() -> Path:
     return shared_path()
 
 
+@pytest.fixture(scope="session")
+def handheld_clip(tmp_path_factory) -> dict[str, Path]:
+    """A Cycles-rendered hand-held clip with its true cameras (``backend.synthetic.make_clip``:
+    320x180, 24 frames, 2 samples, seed 11), rendered once per session for every test that needs
+    a real render (camera solve, batch, reconstruction); tests read it and never change it."""
+    from backend.synthetic import make_clip
+
+    return make_clip(tmp_path_factory.mktemp("handheld") / "clip", path="handheld", width=320, height=180,
+                     frames=24, samples=2, seed=11, timeout=600)
+
+
 def pytest_runtest_setup(item):
     """Every ``gpu`` test skips cleanly where torch sees no CUDA device (scripts/gpu_check.sh runs them)."""
     if item.get_closest_marker("gpu") is not None:

@@ -74,15 +74,13 @@ def test_bad_render_options_fail_before_anything_runs(tmp_path, extra, needle):
     assert not (tmp_path / "out").exists()
 
 
-def test_full_batch_run_against_live_backend(tmp_path):
-    from backend.synthetic import make_clip
+def test_full_batch_run_against_live_backend(tmp_path, handheld_clip):
     from conftest import ServerProcess, shared_path
 
     product = shared_path("glb", "products", "WaterBottle.glb")
-
-    clip = make_clip(tmp_path / "clip", path="handheld", width=320, height=180, frames=FRAMES, samples=2,
-                     seed=11, timeout=300)
-    srv = ServerProcess(tmp_path / "srv", "--cpu-workers", "1", "--root", str(tmp_path)).start()
+    clip = handheld_clip  # 320x180, FRAMES frames, rendered once for the session
+    srv = ServerProcess(tmp_path / "srv", "--cpu-workers", "1", "--root", str(tmp_path),
+                        "--root", str(clip["dir"])).start()
     try:
         proc = run_batch("--video", clip["video"], "--product", product, "--size", "0.26", "--axis", "HEIGHT",
                          "--out", tmp_path / "out", "--backend", srv.address, user_dir=tmp_path / "u")

@@ -7,14 +7,14 @@ counts too. Each must appear in a file under ``benchmarks/results/`` (written by
 ``benchmarks/``): numerically, as the results value rounded to the decimals the doc quotes
 ("0.37 px" is backed by 0.366357). Where the paragraph, table or table row names results files
 (``poses-cpu-2core-1080p-300-affine.md``; a table naming none takes the paragraph above it),
-the figure must be in those files (the ``.json``
-and ``.md`` of that name); otherwise in any results file. Every results file the docs name
-must exist.
+the figure must be in those files (the ``.json`` and ``.md`` of that name); otherwise in any
+results file, where a short number can match by chance, so name the file. Every results file
+the docs name must exist.
 
 Not figures: anything in a code block or a code span (options, commands, formulas), a bound
 (a number after <, >, ≤, ≥, ±, "at most", "at least", "up to", "more/less than", "below",
 "above", "over", "under", "within", "tolerance", "default" or "every": test tolerances,
-targets, thresholds, option defaults and periods), and the few specifications in ``ALLOWED`` below.
+targets, thresholds, option defaults and periods), and the few specifications in ``ALLOWED``.
 """
 from __future__ import annotations
 
@@ -76,8 +76,14 @@ class Figure:
         return f"{self.path}:{self.line}: {self.number!r} in {self.text!r}"
 
 
-RESULTS_NAME = re.compile(r"(?<![\w.-])((?:composite|poses-spread|poses|reconstruct|stereo|transport|splat_preview)"
-                          r"-[\w.-]*?)\.(?:json|md)\b")
+def _script_names() -> list[str]:
+    """Names results files start with: each script's stem, also with dashes (poses_spread ->
+    poses-spread), longest first."""
+    stems = [p.stem for p in (ROOT / "benchmarks").glob("*.py")]
+    return sorted({s for stem in stems for s in (stem, stem.replace("_", "-"))}, key=len, reverse=True)
+
+
+RESULTS_NAME = re.compile(rf"(?<![\w.-])((?:{'|'.join(map(re.escape, _script_names()))})-[\w.-]*?)\.(?:json|md)\b")
 
 
 def cited(text: str) -> tuple[str, ...]:
@@ -313,8 +319,7 @@ def test_allow_list_entries_are_used():
 
 
 def test_results_files_come_from_benchmark_scripts():
-    stems = [p.stem for p in (ROOT / "benchmarks").glob("*.py")]
-    scripts = {s for stem in stems for s in (stem, stem.replace("_", "-"))}  # poses_spread writes poses-spread-*
+    scripts = _script_names()
     files = sorted(p for p in RESULTS.iterdir() if p.is_file())
     assert files
     orphans = [p.name for p in files if not any(p.name.startswith(s + "-") for s in scripts)]

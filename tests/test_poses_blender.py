@@ -20,16 +20,9 @@ from backend.evaluation.pose_metrics import pose_errors  # noqa: E402
 from backend.pipelines.poses.pipeline import SolveOptions, solve  # noqa: E402
 from shared_protocol import camera_file  # noqa: E402
 
-pytestmark = pytest.mark.slow
-
-
 @pytest.fixture(scope="module")
-def clip(tmp_path_factory):
-    from backend.synthetic import make_clip
-
-    out = tmp_path_factory.mktemp("bpy") / "clip"
-    paths = make_clip(out, path="handheld", width=320, height=180, frames=30, samples=8)
-    return paths, camera_file.read(paths["truth"])
+def clip(handheld_clip):
+    return handheld_clip, camera_file.read(handheld_clip["truth"])
 
 
 def test_blender_handheld(clip):

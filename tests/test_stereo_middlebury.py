@@ -19,8 +19,10 @@ from backend.pipelines.stereo.warp import warp_right
 
 
 @pytest.fixture(scope="module")
-def cones(shared_data):
-    d = shared_data / "middlebury-cones"
+def cones():
+    from conftest import shared_path
+
+    d = shared_path("middlebury-cones")
     left = cv2.imread(str(d / "left_rgb.tif"), cv2.IMREAD_UNCHANGED)
     right = cv2.imread(str(d / "right_rgb.tif"), cv2.IMREAD_UNCHANGED)
     disp = cv2.imread(str(d / "Cones_LEFT_GT.tif"), cv2.IMREAD_UNCHANGED)

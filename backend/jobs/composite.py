@@ -56,6 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exposure", type=float, default=0.0, help="environment light exposure in EV (default 0)")
     p.add_argument("--env-rotation", type=float, default=0.0, metavar="DEG",
                    help="turn the environment map about +Z (default 0)")
+    p.add_argument("--no-key-light", action="store_true",
+                   help="light the product by the environment map alone (no sun found from the footage's shadows)")
     p.add_argument("--solve", type=Path, help="reuse this camera-solve folder (cameras.json) instead of solving")
     add_scale_arguments(p, solving=False)
     p.add_argument("--reconstruction", type=Path, help="reuse this reconstruction folder (splats.ply)")
@@ -94,7 +96,7 @@ def params_from_args(args: argparse.Namespace) -> dict:
             "at_frame": args.at_frame, "product_height": args.product_height, "rotate": args.rotate,
             "preview": bool(args.preview), "steps": args.steps, "samples": args.samples,
             "render_size": args.render_size, "train_size": args.train_size, "device": args.device, "exposure": args.exposure,
-            "env_rotation": args.env_rotation, "solve": path(args.solve), "reconstruction": path(args.reconstruction),
+            "env_rotation": args.env_rotation, "key_light": not args.no_key_light, "solve": path(args.solve), "reconstruction": path(args.reconstruction),
             "work_dir": path(args.work_dir), "max_frames": args.max_frames, "crf": args.crf,
             "stereo": args.stereo, "interaxial": args.interaxial, "convergence": args.convergence,
             "anaglyph": args.anaglyph, "camera_path": path(args.camera_path), **scale_params_from_args(args)}
@@ -123,6 +125,13 @@ def _int(p: dict, key: str, lo: int, hi: int, default=None):
         return None
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
         raise _bad(f"{key} must be an integer in [{lo}, {hi}], got {v!r}")
+    return v
+
+
+def _key_light(p: dict) -> bool:
+    v = p.get("key_light", True)
+    if not isinstance(v, bool):
+        raise _bad(f"key_light must be true or false, got {v!r}")
     return v
 
 
@@ -171,6 +180,7 @@ def request_from_params(params: dict):
         train_max_size=_int(params, "train_size", 16, 16384),
         env_exposure=_number(params, "exposure", default=0.0),
         env_rotation_deg=_number(params, "env_rotation", default=0.0),
+        key_light=_key_light(params),
         crf=_int(params, "crf", 0, 51, 18))
     return CompositeRequest(
         video=Path(params["video"]), product=Path(params["product"]), settings=settings, at_pixel=pixel,
@@ -217,10 +227,28 @@ def run(params: dict, out_dir: Path, progress: Progress) -> JobResult:
     from backend.pipelines.composite import composite
 
     req = request_from_params(params)
+    estimate = None
     if req.settings.preview:
         progress.stage("check", "preview mode: reduced render size, samples and training steps")
+    elif req.settings.device == "cpu" and req.reconstruction is None:
+        estimate = _cpu_training_check(req, progress)
     summary = composite(req, Path(out_dir) / MAIN_OUTPUT, progress)
+    if estimate is not None:
+        summary["train_estimate_s"] = round(estimate, 1)
     track = summary.pop("anchor_track")
     arrays = {"anchor_frames": np.asarray(track["frames"], np.int64),
               "anchor_px": np.asarray(track["pixels"], np.float64).reshape(-1, 2)}
     return JobResult(files=[MAIN_OUTPUT], arrays=arrays, summary=summary)
+
+
+def _cpu_training_check(req, progress: Progress) -> float | None:
+    """Full-quality training on the CPU: estimate its time before anything starts and warn,
+    proposing --preview or a smaller --train-size, when it is long
+    (:mod:`backend.pipelines.reconstruct.estimate`)."""
+    from backend.media.video import probe, scaled_size
+    from backend.pipelines.composite.pipeline import train_config
+    from backend.pipelines.reconstruct.estimate import warn_if_slow
+
+    info = probe(req.video, count=False)
+    w, h = scaled_size(info.width, info.height, req.settings.train_max_size)
+    return warn_if_slow(progress, train_config(req.settings), w, h, "--preview")

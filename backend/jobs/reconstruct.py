@@ -149,8 +149,28 @@ def run(params: dict, out_dir: Path, progress: Progress) -> JobResult:
             params["solve_dir"], out_dir, cfg, gpus, device=device, input_path=params.get("input"),
             max_size=max_size, frames_budget_gb=float(budget), progress=progress)
         return JobResult(files=files, arrays=arrays, summary=metrics)
+    estimate = _cpu_training_check(params["solve_dir"], cfg, max_size, progress) if device == "cpu" else None
     files, arrays, metrics, _ = reconstruct(
         params["solve_dir"], out_dir, cfg, device=device, input_path=params.get("input"),
         max_size=max_size, frames_budget_gb=float(budget),
         checkpoint_dir=params.get("checkpoint_dir"), progress=progress)
+    if estimate is not None:
+        metrics["train_estimate_s"] = round(estimate, 1)
     return JobResult(files=files, arrays=arrays, summary=metrics)
+
+
+def _cpu_training_check(solve_dir: str, cfg, max_size: int, progress: Progress) -> float | None:
+    """Estimate CPU training before it starts and warn, proposing fewer steps or a smaller
+    --train-size, when it is long (:mod:`backend.pipelines.reconstruct.estimate`). A solve
+    folder without a readable cameras.json is left to the pipeline to report."""
+    import json
+
+    from backend.media.video import scaled_size
+    from backend.pipelines.reconstruct.estimate import warn_if_slow
+
+    try:
+        doc = json.loads((Path(solve_dir) / "cameras.json").read_text())
+        w, h = scaled_size(int(doc["width"]), int(doc["height"]), max_size)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return warn_if_slow(progress, cfg, w, h, "fewer --steps")

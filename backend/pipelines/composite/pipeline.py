@@ -102,14 +102,22 @@ def solve_cameras(video: Path, work: Path, progress: Progress) -> Path:
     return _stage_dir(work / "solve", build)
 
 
-def reconstruct_splats(solve_dir: Path, video: Path, work: Path, s: CompositeSettings, progress: Progress) -> Path:
-    """Splats for the solve (cached in ``work/splats-<steps>``); every frame trains."""
-    from backend.pipelines.reconstruct import TrainConfig, reconstruct
+def train_config(s: CompositeSettings):
+    """The reconstruction's TrainConfig for these settings (every frame trains)."""
+    from backend.pipelines.reconstruct import TrainConfig
 
     sh = 1 if s.preview else 3
-    cfg = TrainConfig(steps=s.steps, sh_degree=sh, sh_degree_interval=max(1, min(1000, s.steps // (2 * (sh + 1)))),
-                      holdout_every=0, eval_every=max(1, min(500, s.steps // 5)),
-                      checkpoint_every=1000, cpu_threads=s.threads or None)
+    return TrainConfig(steps=s.steps, sh_degree=sh, sh_degree_interval=max(1, min(1000, s.steps // (2 * (sh + 1)))),
+                       holdout_every=0, eval_every=max(1, min(500, s.steps // 5)),
+                       checkpoint_every=1000, cpu_threads=s.threads or None)
+
+
+def reconstruct_splats(solve_dir: Path, video: Path, work: Path, s: CompositeSettings, progress: Progress) -> Path:
+    """Splats for the solve (cached in ``work/splats-<steps>``); every frame trains."""
+    from backend.pipelines.reconstruct import reconstruct
+
+    cfg = train_config(s)
+    sh = cfg.sh_degree
     device = "cuda" if s.device.startswith("cuda") else "cpu"
 
     def build(tmp: Path) -> None:

@@ -24,7 +24,7 @@ import pycolmap
 from backend.progress import JobError
 
 from . import bundle
-from .learned_windows import choose_focal, frame_poses, robust_similarity, run_windows
+from .learned_windows import choose_focal, frame_poses, run_windows
 from .sfm import image_name
 
 MIN_POINTS = 50
@@ -207,17 +207,25 @@ def _adjust(tracks, c2w, focal, opts, px_scale, max_err):
 
 def _into_adjusted_gauge(rec, c2w, in_ba) -> dict[int, np.ndarray]:
     """Network poses of the frames left out of the adjustment, moved by the similarity that
-    takes the adjusted frames' network camera centres to their adjusted ones."""
+    takes the adjusted frames' network cameras to their adjusted ones: the rotation from their
+    orientations (camera centres along a nearly straight path would leave it undetermined),
+    then scale and shift from their centres."""
     rest = [p for p in c2w if p not in set(in_ba)]
     if not rest:
         return {}
-    before = np.array([c2w[p][:3, 3] for p in in_ba])
-    after = np.array([rec.images[p + 1].cam_from_world().inverse().translation for p in in_ba])
-    s, r, t = robust_similarity(before, after, np.ones(len(in_ba)))
+    after = {p: rec.images[p + 1].cam_from_world().inverse().matrix() for p in in_ba}
+    m = sum(after[p][:3, :3] @ c2w[p][:3, :3].T for p in in_ba)
+    u, _, vt = np.linalg.svd(m)
+    r = u @ np.diag([1.0, 1.0, np.linalg.det(u @ vt)]) @ vt
+    a = np.array([after[p][:3, 3] for p in in_ba])
+    b = np.array([c2w[p][:3, 3] for p in in_ba]) @ r.T
+    a0, b0 = a - a.mean(0), b - b.mean(0)
+    s = float(np.sum(a0 * b0) / max(np.sum(b0 * b0), 1e-300))
+    t = a.mean(0) - s * b.mean(0)
     out = {}
     for p in rest:
-        m = np.eye(4)
-        m[:3, :3] = r @ c2w[p][:3, :3]
-        m[:3, 3] = s * r @ c2w[p][:3, 3] + t
-        out[p] = m
+        mat = np.eye(4)
+        mat[:3, :3] = r @ c2w[p][:3, :3]
+        mat[:3, 3] = s * r @ c2w[p][:3, 3] + t
+        out[p] = mat
     return out

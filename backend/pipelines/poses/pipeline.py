@@ -71,6 +71,7 @@ class SolveOptions:
     keyframe_motion: float = 0.05
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     rotation_check: bool = True
+    retrack: bool = True  # re-track frames the tracker lost (motion blur) from their neighbours
     ba_observations: int | None = None
     anchor_frames: int | None = None
     # "tracks" (KLT/SfM, the default) or "learned" (a pointmap network, see learned.py); the
@@ -272,7 +273,7 @@ def _solve_tracks(tracks, opts, prog, stats, timings, px_scale, name, load_gray=
 
     extra = {}
     lost = [p for p in range(n) if p not in poses]
-    if lost and load_gray is not None:
+    if lost and load_gray is not None and opts.retrack:
         prog.stage("bundle_adjust", f"re-tracking {len(lost)} frame(s) the tracker lost")
         t = time.perf_counter()
         sw, sh = stats["solve_size"]
@@ -281,8 +282,8 @@ def _solve_tracks(tracks, opts, prog, stats, timings, px_scale, name, load_gray=
                                               max_error_px=4.0 * px_scale)
         extra = {p: (np.vstack([pose.inverse().matrix(), [0, 0, 0, 1]]), err)
                  for p, (pose, err) in got.items()}
-        stats["retracked_frames"] = sorted(extra)
         timings["retrack"] = time.perf_counter() - t
+    stats["retracked_frames"] = sorted(extra)
 
     def colour(pos, idx):
         return tracks.frames[pos].rgb[idx]

@@ -1,12 +1,13 @@
 """How long splat training will take on the CPU, told before it starts.
 
-A short timed warm-up: one training step's forward and backward pass (the PyTorch rasterizer
-and the photometric loss) on a synthetic splat set, at a quarter and at half of the training
-size. A per-step cost ``fixed + per_pixel * pixels`` fitted to the two is summed over the
-training schedule, so coarse-to-fine steps count at their own size. The synthetic set
-(:data:`N_GAUSSIANS` Gaussians covering each pixel about :data:`DEPTH_COMPLEXITY` times) stands
-in for a scene part-way through training; the estimate is meant to tell minutes from hours,
-and the progress lines' rate-based ETA takes over once training runs.
+A calibrated per-pixel step cost, timed on this machine: one training step's forward and
+backward pass (the PyTorch rasterizer and the photometric loss) on a small synthetic splat
+image of :data:`REF_SIZE`, whose Gaussians (:data:`GAUSSIANS_PER_PIXEL`, each about
+:data:`RADIUS_PX` px across in radius) give every pixel the overlap of a scene part-way
+through training. The CPU rasterizer's work is per pixel and overlapping Gaussian, so a step
+at another size costs in proportion to its pixels; the estimate sums that over the training
+schedule (coarse-to-fine steps at their own size). It tells minutes from hours; once training
+runs, the progress lines' rate-based ETA takes over.
 
 :func:`warn_if_slow` sends a warning through the job's progress when the estimate is over
 :data:`LIMIT_S`, proposing the job's faster options and the training size that would fit.
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 
 import torch
 
@@ -23,32 +23,24 @@ from backend.progress import Progress
 
 #: Training estimated above this many seconds gets a warning before it starts.
 LIMIT_S = 600.0
-N_GAUSSIANS = 30_000
-DEPTH_COMPLEXITY = 8.0
+REF_SIZE = (256, 144)
+GAUSSIANS_PER_PIXEL = 0.02
+RADIUS_PX = 10.0
+#: A per-pixel step cost beyond any machine's (7x the 2-core CI box's while it was loaded
+#: twentyfold): training within the limit even at this cost is not timed.
+MAX_PIXEL_STEP_S = 1e-3
 #: The smallest training size proposed instead (long side, px).
 MIN_TRAIN_SIZE = 160
-
-
-@dataclass(frozen=True)
-class StepCost:
-    """Seconds of one training step: ``fixed_s + per_pixel_s * width * height``."""
-
-    fixed_s: float
-    per_pixel_s: float
-
-    def step_seconds(self, width: int, height: int) -> float:
-        return self.fixed_s + self.per_pixel_s * width * height
 
 
 def _synthetic_set(width: int, height: int, sh_degree: int, seed: int = 0):
     """Gaussians in front of an identity camera (OpenCV axes) with focal ``0.9 * width``."""
     g = torch.Generator().manual_seed(seed)
-    n, f = N_GAUSSIANS, 0.9 * width
+    n, f = max(1, int(GAUSSIANS_PER_PIXEL * width * height)), 0.9 * width
     z = 2.0 + 4.0 * torch.rand(n, generator=g)
     x = (torch.rand(n, generator=g) - 0.5) * z * width / f
     y = (torch.rand(n, generator=g) - 0.5) * z * height / f
-    r_px = math.sqrt(DEPTH_COMPLEXITY * width * height / (math.pi * n))
-    scales = (r_px * z / f / 2.0)[:, None].expand(n, 3).clone()
+    scales = (RADIUS_PX / 3.0 * z / f)[:, None].expand(n, 3).clone()  # 3 sigma = RADIUS_PX
     quats = torch.nn.functional.normalize(torch.randn(n, 4, generator=g), dim=1)
     opac = 0.2 + 0.6 * torch.rand(n, generator=g)
     colors = torch.randn(n, (sh_degree + 1) ** 2, 3, generator=g) * 0.3
@@ -61,7 +53,7 @@ def _time_step(params, width: int, height: int, sh_degree: int) -> float:
     from .raster_torch import rasterize
 
     means, quats, scales, opac, colors = params
-    f = 0.9 * width  # the set was laid out for 0.9 * full_w: it shrinks with the image
+    f = 0.9 * width
     K = torch.tensor([[[f, 0.0, width / 2.0], [0.0, f, height / 2.0], [0.0, 0.0, 1.0]]])
     target = torch.full((height, width, 3), 0.5)
     t = time.perf_counter()
@@ -71,27 +63,22 @@ def _time_step(params, width: int, height: int, sh_degree: int) -> float:
     return time.perf_counter() - t
 
 
-def measure_step_cost(width: int, height: int, sh_degree: int = 3) -> StepCost:
-    """Time a training step at a quarter and at half of ``width`` x ``height`` (a few seconds
-    at 1600 px on two cores) and fit the per-step cost."""
-    params = _synthetic_set(width, height, sh_degree)
-    sizes = [(max(16, width // d), max(16, height // d)) for d in (4, 2)]
-    _time_step(params, *sizes[0], sh_degree)  # warm-up: first-call allocations
-    (w1, h1), (w2, h2) = sizes
-    t1 = _time_step(params, w1, h1, sh_degree)
-    t2 = _time_step(params, w2, h2, sh_degree)
-    per_px = max(0.0, (t2 - t1) / max(1, w2 * h2 - w1 * h1))
-    return StepCost(max(0.0, t1 - per_px * w1 * h1), per_px)
+def measure_pixel_step_cost(sh_degree: int = 3) -> float:
+    """Seconds per pixel of one training step on this machine (two steps at :data:`REF_SIZE` measure it)."""
+    w, h = REF_SIZE
+    params = _synthetic_set(w, h, sh_degree)
+    _time_step(params, w, h, sh_degree)  # warm-up: first-call allocations
+    return _time_step(params, w, h, sh_degree) / (w * h)
 
 
-def train_seconds(cost: StepCost, cfg, width: int, height: int) -> float:
+def train_seconds(per_pixel_s: float, cfg, width: int, height: int) -> float:
     """Estimated seconds of ``cfg.steps`` steps at ``width`` x ``height`` (the schedule's
     downscale per step, :meth:`TrainConfig.downscale_at`)."""
-    total = 0.0
+    pixels = 0.0
     for step in range(cfg.steps):
         ds = cfg.downscale_at(step)
-        total += cost.step_seconds(max(1, int(width / ds)), max(1, int(height / ds)))
-    return total
+        pixels += max(1, int(width / ds)) * max(1, int(height / ds))
+    return per_pixel_s * pixels
 
 
 def _fmt(s: float) -> str:
@@ -99,45 +86,45 @@ def _fmt(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def fitting_size(cost: StepCost, cfg, width: int, height: int, limit_s: float = LIMIT_S) -> int | None:
+def fitting_size(per_pixel_s: float, cfg, width: int, height: int, limit_s: float = LIMIT_S) -> int | None:
     """The largest training size (long side, multiple of 16) whose estimate is within
     ``limit_s``, or None when even :data:`MIN_TRAIN_SIZE` is not."""
     long_side = max(width, height)
-    size = (long_side // 16) * 16
-    while size >= MIN_TRAIN_SIZE:
-        s = size / long_side
-        if train_seconds(cost, cfg, max(1, round(width * s)), max(1, round(height * s))) <= limit_s:
-            return size
-        size -= 16
-    return None
+    est = train_seconds(per_pixel_s, cfg, width, height)
+    size = int(long_side * math.sqrt(limit_s / est) // 16 * 16) if est > 0 else long_side
+    size = min(size, long_side // 16 * 16)
+    return size if size >= MIN_TRAIN_SIZE else None
 
 
-def slow_training_warning(cost: StepCost, cfg, width: int, height: int, faster: str,
+def slow_training_warning(per_pixel_s: float, cfg, width: int, height: int, faster: str,
                           limit_s: float = LIMIT_S) -> tuple[float, str | None]:
     """``(estimated seconds, warning or None)``; the warning names ``faster`` (the job's fast
     option, e.g. ``--preview``) and the ``--train-size`` that would fit in ``limit_s``."""
-    est = train_seconds(cost, cfg, width, height)
+    est = train_seconds(per_pixel_s, cfg, width, height)
     if est <= limit_s:
         return est, None
     msg = (f"training on the CPU is estimated at {_fmt(est)} ({cfg.steps} steps at {width}x{height}); "
            f"for a faster result use {faster}")
-    size = fitting_size(cost, cfg, width, height, limit_s)
-    if size is not None and size < max(width, height):
+    size = fitting_size(per_pixel_s, cfg, width, height, limit_s)
+    if size is not None:
         s = size / max(width, height)
-        fit = train_seconds(cost, cfg, round(width * s), round(height * s))
+        fit = train_seconds(per_pixel_s, cfg, round(width * s), round(height * s))
         msg += f", or --train-size {size} (about {_fmt(fit)})"
     return est, msg
 
 
 def warn_if_slow(progress: Progress, cfg, width: int, height: int, faster: str,
-                 cost: StepCost | None = None) -> float:
-    """Estimate CPU training of ``cfg`` at ``width`` x ``height`` (timing a warm-up unless
-    ``cost`` is given), warn through ``progress`` when it is over :data:`LIMIT_S`; returns the
-    estimate in seconds."""
-    if cost is None:
+                 per_pixel_s: float | None = None) -> float | None:
+    """Estimate CPU training of ``cfg`` at ``width`` x ``height`` (timing this machine unless
+    ``per_pixel_s`` is given) and warn through ``progress`` when it is over :data:`LIMIT_S`;
+    returns the estimate in seconds (None for training too small to time: under the limit
+    even at :data:`MAX_PIXEL_STEP_S`)."""
+    if per_pixel_s is None:
+        if train_seconds(MAX_PIXEL_STEP_S, cfg, width, height) <= LIMIT_S:
+            return None
         progress.stage("check", "timing a training step for the CPU estimate")
-        cost = measure_step_cost(width, height, cfg.sh_degree)
-    est, msg = slow_training_warning(cost, cfg, width, height, faster)
+        per_pixel_s = measure_pixel_step_cost(cfg.sh_degree)
+    est, msg = slow_training_warning(per_pixel_s, cfg, width, height, faster)
     if msg:
         progress.warn(msg)
     return est
