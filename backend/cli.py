@@ -31,6 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-message-mib", type=int, default=256)
     s.add_argument("--curve-secret", type=Path, help="server key file (from 'splatstage keys')")
     s.add_argument("--curve-clients", type=Path, help="folder of authorised client public keys")
+    s.add_argument("--ray", metavar="ADDRESS", help="run the jobs on a Ray cluster: its head's HOST:PORT, 'auto', "
+                   "or 'local' for a private one on this host (needs splatstage[cluster]; docs/cluster.md)")
+    s.add_argument("--ray-job-cpus", type=float, default=1.0, help="CPUs a CPU job asks Ray for (default 1)")
+    s.add_argument("--ray-gpu-resource", default="GPU",
+                   help="Ray resource that stands for one GPU (default GPU: Ray's num_gpus)")
 
     k = sub.add_parser("keys", help="generate a CURVE key pair")
     k.add_argument("--dir", type=Path, default=default_cache() / "keys")
@@ -95,7 +100,8 @@ def cmd_serve(args) -> int:
     config = ServerConfig(bind=args.bind, cache_dir=args.cache, roots=args.root or [Path.cwd()],
                           gpu_workers=args.gpu_workers, cpu_workers=args.cpu_workers,
                           max_message_bytes=args.max_message_mib << 20, curve_secret=args.curve_secret,
-                          curve_clients=args.curve_clients)
+                          curve_clients=args.curve_clients, ray_address=args.ray,
+                          ray_job_cpus=args.ray_job_cpus, ray_gpu_resource=args.ray_gpu_resource)
     server = Server(config)
     import signal
 
@@ -104,7 +110,8 @@ def cmd_serve(args) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print(f"splatstage serve: listening on {server.endpoint} (device {server.device}, cache {server.cache_dir})",
+    on = f", jobs on the Ray cluster at {args.ray}" if args.ray else ""
+    print(f"splatstage serve: listening on {server.endpoint} (device {server.device}, cache {server.cache_dir}{on})",
           flush=True)
     server.serve_forever()
     return 0

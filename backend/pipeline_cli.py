@@ -18,8 +18,16 @@ from pathlib import Path
 PIPELINES = ("poses", "scale", "reconstruct", "render", "stereo", "composite")
 
 
-#: Seconds between progress lines in a log (stderr not a terminal).
+#: Seconds between progress lines in a log (stderr not a terminal); the environment variable
+#: SPLATSTAGE_PROGRESS_INTERVAL sets another.
 LOG_INTERVAL_S = 5.0
+
+
+def log_interval() -> float:
+    try:
+        return max(0.0, float(os.environ.get("SPLATSTAGE_PROGRESS_INTERVAL", LOG_INTERVAL_S)))
+    except ValueError:
+        return LOG_INTERVAL_S
 
 
 class Bar:
@@ -28,12 +36,12 @@ class Bar:
     message, the stage's rate-based ETA, the whole job's ETA and the time so far. A warning
     always gets a line of its own."""
 
-    def __init__(self, label: str, interval: float = LOG_INTERVAL_S, stream=None, clock=time.monotonic):
+    def __init__(self, label: str, interval: float | None = None, stream=None, clock=time.monotonic):
         self.label = label
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.stage = None
-        self.interval = interval
+        self.interval = log_interval() if interval is None else interval
         self.clock = clock
         self.start = clock()
         self.last_line = -float("inf")

@@ -14,9 +14,14 @@ homography; positive selects the homography), the spread of the camera centres, 
 rotation errors (after aligning the orientations, in pixels of angle) at frames 0, 1, the
 median frame and the last, and frame to frame.
 
-    python benchmarks/poses_blur_tripod.py --machine cpu-2core [--part blur|tripod|all]
+Part ``cycles`` (not in ``all``: Blender renders it, about 15 minutes on a 2-core box): a 640x360
+tripod pan rendered by Cycles at 8 samples (``backend.synthetic.make_clip``), through H.264,
+evaluated the same way.
 
-Writes ``benchmarks/results/poses-blur-tripod-<machine>.json`` and ``.md``.
+    python benchmarks/poses_blur_tripod.py --machine cpu-2core [--part blur|tripod|cycles|all]
+
+Writes ``benchmarks/results/poses-blur-tripod-<machine>.json`` and ``.md``; the parts not run
+keep their earlier results there.
 """
 from __future__ import annotations
 
@@ -101,46 +106,69 @@ def tripod_part() -> list[dict]:
     rows = []
     for name, (width, n, step, travel, noise) in TRIPOD.items():
         clip = _render(name, width, n, step, travel, noise)
-        truth = camera_file.matrices(camera_file.read(clip.parent / "truth.json"))
-        focal = width * 0.875
-        px_deg = math.degrees(1.0 / focal)
-        t = time.perf_counter()
-        sol = solve(clip, SolveOptions(matcher="klt"))
-        seconds = time.perf_counter() - t
-        sel = sol.stats.get("model_selection", {})
-        m = pose_errors(sol.matrix_world, truth, sol.focal_px, focal, sol.registered)
-        e = m["per_frame_rot_err_deg"] / px_deg
-        rel_e = np.einsum("nji,njk->nik", sol.matrix_world[:-1, :3, :3], sol.matrix_world[1:, :3, :3])
-        rel_t = np.einsum("nji,njk->nik", truth[:-1, :3, :3], truth[1:, :3, :3])
-        rel = rotation_angle_deg(np.einsum("nji,njk->nik", rel_t, rel_e)) / px_deg
-        centres = sol.matrix_world[:, :3, 3]
-        rows.append({
-            "clip": name, "translating": bool(travel), "rotation_only": sol.stats["rotation_only"],
-            "gric_margin_per_correspondence": round(
-                (sel["gric_fundamental"] - sel["gric_homography"]) / sel["correspondences"], 3)
-            if sel.get("correspondences") else None,
-            "noise_px": sel.get("noise_px"),
-            "centre_spread_m": float(np.abs(centres - centres[0]).max()),
-            "rot_err_px": {"frame0": round(float(e[0]), 3), "frame1": round(float(e[1]), 3),
-                           "median": round(float(np.median(e)), 3), "last": round(float(e[-1]), 3)},
-            "rel_rot_err_px": {"0-1": round(float(rel[0]), 4), "median": round(float(np.median(rel)), 4),
-                               "last": round(float(rel[-1]), 4)},
-            "focal_err_pct": round(m["focal_err_pct"], 3),
-            "seconds": round(seconds, 1),
-        })
-        print(rows[-1], flush=True)
+        truth = camera_file.read(clip.parent / "truth.json")
+        rows.append(_evaluate(name, clip, truth, bool(travel)))
     return rows
+
+
+def cycles_part(width: int = 640, n: int = 24, step: float = 1.3) -> list[dict]:
+    """A tripod pan rendered by Blender Cycles (8 samples, H.264), the kind of clip the
+    ray-cast ones stand in for."""
+    from backend.synthetic import clip_paths, make_clip
+
+    name = f"Cycles pan {width}x{width * 9 // 16}, {n} frames, {step} deg/frame, H.264"
+    out = CACHE / f"tripod-cycles-{width}-{n}-{step}"
+    paths = clip_paths(out) if (out / "truth.json").exists() else make_clip(
+        out, path="pan", width=width, height=width * 9 // 16, frames=n, samples=8,
+        pan_deg=step * (n - 1))
+    return [_evaluate(name, paths["video"], camera_file.read(paths["truth"]), False)]
+
+
+def _evaluate(name: str, clip: Path, truth_doc: dict, translating: bool) -> dict:
+    truth = camera_file.matrices(truth_doc)
+    focal = float(truth_doc["frames"][0]["focal_px"])
+    px_deg = math.degrees(1.0 / focal)
+    t = time.perf_counter()
+    sol = solve(clip, SolveOptions(matcher="klt"))
+    seconds = time.perf_counter() - t
+    sel = sol.stats.get("model_selection", {})
+    m = pose_errors(sol.matrix_world, truth, sol.focal_px, focal, sol.registered)
+    e = m["per_frame_rot_err_deg"] / px_deg
+    rel_e = np.einsum("nji,njk->nik", sol.matrix_world[:-1, :3, :3], sol.matrix_world[1:, :3, :3])
+    rel_t = np.einsum("nji,njk->nik", truth[:-1, :3, :3], truth[1:, :3, :3])
+    rel = rotation_angle_deg(np.einsum("nji,njk->nik", rel_t, rel_e)) / px_deg
+    centres = sol.matrix_world[:, :3, 3]
+    row = {
+        "clip": name, "translating": translating, "rotation_only": sol.stats["rotation_only"],
+        "gric_margin_per_correspondence": round(
+            (sel["gric_fundamental"] - sel["gric_homography"]) / sel["correspondences"], 3)
+        if sel.get("correspondences") else None,
+        "noise_px": sel.get("noise_px"),
+        "centre_spread_m": float(np.abs(centres - centres[0]).max()),
+        "rot_err_px": {"frame0": round(float(e[0]), 3), "frame1": round(float(e[1]), 3),
+                       "median": round(float(np.median(e)), 3), "last": round(float(e[-1]), 3)},
+        "rel_rot_err_px": {"0-1": round(float(rel[0]), 4),
+                           "median": round(float(np.median(rel)), 4),
+                           "last": round(float(rel[-1]), 4)},
+        "focal_err_pct": round(m["focal_err_pct"], 3),
+        "seconds": round(seconds, 1),
+    }
+    print(row, flush=True)
+    return row
 
 
 def write(results: dict, machine: str) -> Path:
     out = ROOT / "benchmarks" / "results" / f"poses-blur-tripod-{machine}"
+    if out.with_suffix(".json").exists():  # keep the parts not run this time
+        results = {**json.loads(out.with_suffix(".json").read_text()), **results}
     out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
     lines = [f"# Every frame a camera; tripod shots ({machine})", "",
              f"Machine: {results['machine']}. Script: `benchmarks/poses_blur_tripod.py`.", ""]
     if results.get("blur"):
         lines += ["## Blurred frames: 1080p hand-held tabletop clip (117 frames, no truth)", "",
                   "| re-tracking | registered | re-tracked | interpolated | reprojection, all (px) "
-                  "| re-tracked frames (px) | other frames (px) | solve (s) |", "|---|---|---|---|---|---|---|---|"]
+                  "| re-tracked frames (px) | other frames (px) | solve (s) |",
+                  "|---|---|---|---|---|---|---|---|"]
         for r in results["blur"]:
             rt = r["reproj_mean_px_retracked"]
             lines.append(f"| {'on' if r['retrack'] else 'off'} | {r['registered']}/{r['frames']} | "
@@ -148,17 +176,20 @@ def write(results: dict, machine: str) -> Path:
                          f"{r['reproj_mean_px']:.3f} | {'-' if rt is None else f'{rt:.3f}'} | "
                          f"{r['reproj_mean_px_others']:.3f} | {r['seconds']} |")
         lines.append("")
-    if results.get("tripod"):
-        lines += ["## Tripod pans and small-baseline clips (ray-cast, exact truth)", "",
+    tripod = results.get("tripod", []) + results.get("cycles", [])
+    if tripod:
+        lines += ["## Tripod pans and small-baseline clips (rendered with exact truth)", "",
                   "Rotation errors in pixels of angle (1 px = 1/f rad), after aligning the "
                   "orientations; frame-to-frame errors between consecutive frames.", "",
-                  "| clip | rotation-only | GRIC margin | centre spread (m) | rotation err 0 / 1 / median / last (px) "
+                  "| clip | rotation-only | GRIC margin | centre spread (m) "
+                  "| rotation err 0 / 1 / median / last (px) "
                   "| frame-to-frame 0-1 / median / last (px) | focal err (%) | solve (s) |",
                   "|---|---|---|---|---|---|---|---|"]
-        for r in results["tripod"]:
+        for r in tripod:
             e, rel = r["rot_err_px"], r["rel_rot_err_px"]
-            lines.append(f"| {r['clip']} | {r['rotation_only']} | {r['gric_margin_per_correspondence']} | "
-                         f"{r['centre_spread_m']:.3g} | {e['frame0']} / {e['frame1']} / {e['median']} / "
+            lines.append(f"| {r['clip']} | {r['rotation_only']} | "
+                         f"{r['gric_margin_per_correspondence']} | {r['centre_spread_m']:.3g} | "
+                         f"{e['frame0']} / {e['frame1']} / {e['median']} / "
                          f"{e['last']} | {rel['0-1']} / {rel['median']} / {rel['last']} | "
                          f"{r['focal_err_pct']} | {r['seconds']} |")
         lines.append("")
@@ -169,13 +200,16 @@ def write(results: dict, machine: str) -> Path:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--machine", required=True, help="machine label for the results file")
-    ap.add_argument("--part", choices=("blur", "tripod", "all"), default="all")
+    ap.add_argument("--part", choices=("blur", "tripod", "cycles", "all"), default="all",
+                    help="all: blur and tripod (cycles renders with Blender: slow)")
     args = ap.parse_args()
     results = {"machine": f"{args.machine}: {describe()}"}
     if args.part in ("blur", "all"):
         results["blur"] = blur_part()
     if args.part in ("tripod", "all"):
         results["tripod"] = tripod_part()
+    if args.part == "cycles":
+        results["cycles"] = cycles_part()
     print(write(results, args.machine))
     return 0
 

@@ -168,7 +168,7 @@ def markdown(res: dict) -> str:
              "around each run: other work on the machine raises them.", ""]
     for label, e in res["entries"].items():
         s = e["summary"]
-        lines += [f"## {label}: {e['code']}", "", e.get("note") or "", "",
+        lines += [f"## {label}", "", e.get("note") or "", "",
                   "| | alone | beside | beside / alone |", "|---|---|---|---|",
                   f"| solve total (s) | {s['alone_s']} | {s['beside_s']} | **{s['ratio']}** |",
                   f"| track stage (s) | {s['alone_stages_s']['track']} | {s['beside_stages_s']['track']} "
@@ -209,7 +209,12 @@ def main(argv=None) -> int:
     ap.add_argument("--note", default="", help="free text for the report")
     ap.add_argument("--timeout", type=float, default=1200.0, help="seconds one solve may take")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--report-only", action="store_true", help="rewrite the .md from the .json and stop")
     args = ap.parse_args(argv)
+    path = args.out / f"poses_busy-{args.machine}.json"
+    if args.report_only:
+        (args.out / f"poses_busy-{args.machine}.md").write_text(markdown(json.loads(path.read_text())))
+        return 0
 
     if not (args.clip / "truth.json").exists():
         render_clip(args.clip, args.frames, args.width, args.height)
@@ -230,7 +235,6 @@ def main(argv=None) -> int:
              "competitor": {"threads": args.busy_threads, "alone": comp_alone, "beside": comp_beside},
              "summary": summarise(alone, beside), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"poses_busy-{args.machine}.json"
     res = json.loads(path.read_text()) if path.exists() else {"entries": {}}
     res.update({"machine": args.machine, "host": {"cpu": cpu_model(), "cores": os.cpu_count()},
                 "clip": {"name": args.clip.name, "width": truth["width"], "height": truth["height"],

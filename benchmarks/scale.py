@@ -226,7 +226,8 @@ def real(video: Path, frame: int, row, max_frames: int | None, workdir: Path) ->
     heights = camera_file.matrices(scaled)[sol.registered, 2, 3]
     pitch_px = np.linalg.norm(np.diff(centres, axis=0), axis=1)
     return {"video": video.name, "frames_solved": len(sol.sources), "registered": int(sol.registered.sum()),
-            "reproj_px": round(float(np.nanmean(sol.reproj_error_px)), 4), "solve_s": round(time.perf_counter() - t0, 1),
+            "reproj_px": round(float(np.nanmean(sol.reproj_error_px)), 4),
+            "solve_s": round(time.perf_counter() - t0, 1),
             "key_frame": frame, "key_row_line": list(row), "keys_apart": keys,
             "key_centres_px": np.round(centres, 2).tolist(), "key_pitch_px": np.round(pitch_px, 2).tolist(),
             "known_distance_m": round(keys * KEY_PITCH_M, 5), "factor_vs_guess": round(factor, 5),
@@ -245,11 +246,13 @@ def main() -> int:
     ap.add_argument("--focal", type=float, default=560.0)
     ap.add_argument("--real-video", type=Path)
     ap.add_argument("--key-frame", type=int, default=200)
-    ap.add_argument("--key-row", type=float, nargs=4, default=[30.0, 60.0, 335.0, 54.0], metavar=("X0", "Y0", "X1", "Y1"),
+    ap.add_argument("--key-row", type=float, nargs=4, default=[30.0, 60.0, 335.0, 54.0],
+                    metavar=("X0", "Y0", "X1", "Y1"),
                     help="a line along one row of keys in --key-frame, from end to end")
     ap.add_argument("--real-frames", type=int, help="solve only the first N frames of --real-video")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    ap.add_argument("--work", type=Path, help="keep the rendered clips here and reuse them (default: a temporary folder)")
+    ap.add_argument("--work", type=Path,
+                    help="keep the rendered clips here and reuse them (default: a temporary folder)")
     args = ap.parse_args()
     from backend.evaluation.machine import describe
 

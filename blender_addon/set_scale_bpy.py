@@ -4,7 +4,8 @@ Like the movie-clip tracker's Set Scale: a known distance between two selected o
 empties snapped to the imported points), between the 3D cursor and the active object, or the
 solve camera's height above the ground at the current frame. The imported camera's location
 keys, the points and the ground are scaled about the ground plane's point, rotations kept, and
-the references (the selected objects, the cursor) move with them. The maths is
+the references (the selected objects, the cursor) move with them, imported splats scale with
+them and inserted products keep their real size where they stand. The maths is
 :mod:`.core.set_scale`; nothing is solved again.
 """
 from __future__ import annotations
@@ -105,8 +106,15 @@ def apply_scale(scene, coll, factor: float, movers=(), cursor: bool = False) -> 
             obj.data.update()
         elif obj.type == "MESH":
             _scale_mesh_world(obj, factor, pivot)
-    for obj in movers:
-        if obj.name not in coll.objects:
+    for obj in scene.objects:
+        if obj.parent is not None or obj.name in coll.objects:
+            continue
+        if "splatstage_splats" in obj:  # imported splats: the whole object scales with the world
+            m = np.array(obj.matrix_world)
+            m[:3, :3] *= factor
+            m[:3, 3] = core.scale_about(m[:3, 3], factor, pivot)[0]
+            obj.matrix_world = [list(r) for r in m]
+        elif "splatstage_product" in obj or obj in movers:  # products keep their real size
             obj.location = core.scale_about(np.array(obj.matrix_world.translation), factor, pivot)[0]
     if cursor:
         scene.cursor.location = core.scale_about(np.array(scene.cursor.location), factor, pivot)[0]
@@ -160,7 +168,8 @@ class SPLATSTAGE_OT_set_scale(bpy.types.Operator):
             if self.mode == "SELECTED":
                 objs = list(context.selected_objects)
                 if len(objs) != 2:
-                    raise core.ScaleError(f"select exactly two objects (e.g. empties snapped to points), not {len(objs)}")
+                    raise core.ScaleError(f"select exactly two objects (e.g. empties snapped to points), "
+                                          f"not {len(objs)}")
                 a, b = (np.array(o.matrix_world.translation) for o in objs)
                 movers = objs
             elif self.mode == "CURSOR":

@@ -16,6 +16,8 @@ top-left corner of the top-left pixel; pixel centres are at +0.5. ``radial2`` di
 COLMAP's RADIAL model: normalised coordinates (x, y) map to (x, y) * (1 + k1 r^2 + k2 r^4).
 ``fps`` is 0 for image folders. ``reproj_error_px`` is null for frames that were not registered.
 Unknown keys are preserved (readers must ignore what they do not know).
+``stats.scale`` records how the world's scale was set (source, value, uncertainty; see
+``shared_protocol.scale``); a file without it reads as the default guess.
 """
 from __future__ import annotations
 

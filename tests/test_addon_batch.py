@@ -113,7 +113,6 @@ def test_full_batch_run_against_live_backend(tmp_path, handheld_clip):
     assert abs(x - cx / 320) < 1e-4 and abs(y - (1 - cy / 180)) < 1e-4, (p["first_frame_ndc"], cx, cy)
 
 
-@pytest.mark.slow
 def test_batch_render_writes_the_composite(tmp_path):
     """--render after the solve: the composite job reuses the batch's solve, trains a few steps
     and writes the video; the product stands where the ground meets the requested pixel."""

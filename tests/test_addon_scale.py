@@ -3,7 +3,8 @@
 Truth: the hand-held path of the ray-cast scene 0.9 m above its floor and a few true floor
 points, imported at half their size with the scale recorded as the default guess. Set Scale
 from two empties snapped to two points must bring every camera and point back to the truth,
-leave the ground where it was and say the scale is no longer a guess; the camera-height and
+leave the ground where it was, scale imported splats with the world, move a product with its
+ground point at its own size, and say the scale is no longer a guess; the camera-height and
 cursor references must give the factor they ask for. The reference the add-on hands to jobs
 that reuse the solve folder must make the backend apply the same factor to the files. Values
 pass through Blender's float32 keys and vertices: 1e-5 m on positions of a few metres.
@@ -65,6 +66,8 @@ def test_set_scale_three_ways(tmp_path):
     assert sel["ground"]["size"] > r["before"]["ground"]["size"]
     assert np.abs(np.array(sel["empties"]) - [g0, g1]).max() < TOL
     assert not sel["guess"] and not any("guess" in line for line in sel["panel"])
+    assert np.allclose(sel["splats_scale"], 1 / WRONG) and np.allclose(sel["product_scale"], 1.0)
+    assert np.allclose(sel["product"], g1, atol=TOL)  # stays on its ground point, at its real size
 
     # the same reference, handed to the backend, scales the solve folder by the same factor
     for step, factor in (("selected", 1 / WRONG), ("camera", 2 / WRONG), ("cursor", 1 / WRONG)):
@@ -86,3 +89,22 @@ def test_set_scale_three_ways(tmp_path):
     params = r["composite_params"]
     assert params["solve"] == str(tmp_path) and params["camera_height"] == spec["h0"]
     assert request_from_params(params).scale == bscale.ScaleRequest("camera_height", spec["h0"])
+
+
+def test_batch_scale_options():
+    """The batch's scale options become the job reference; a half-given one fails in one line."""
+    from blender_addon import batch
+
+    def ref(*argv):
+        return batch.scale_reference(batch.parse_args(["--video", "v.mp4", "--out", "o", *argv]))
+
+    assert ref() == {}
+    assert ref("--camera-height", "0.3") == {"camera_height": 0.3}
+    assert ref("--scale-distance", "0.5", "--scale-pixels", "0,1,2,3,4") == {"scale_distance": 0.5,
+                                                                           "scale_pixels": "0,1,2,3,4"}
+    assert ref("--scale-height", "0.2", "--scale-foot-top", "3,1,2,3,4")["scale_height"] == 0.2
+    for bad in (["--scale-distance", "0.5"], ["--camera-height", "-1"], ["--scale-foot-top", "0,1,2,3,4"],
+                ["--camera-height", "1", "--scale-height", "0.2", "--scale-foot-top", "0,1,2,3,4"]):
+        with pytest.raises(ValueError) as err:
+            ref(*bad)
+        assert "\n" not in str(err.value)

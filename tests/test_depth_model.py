@@ -143,3 +143,24 @@ def test_exported_relative_network_still_loads(tmp_path):
     with pytest.raises(JobError) as err:
         load_depth_model(tmp_path, require_metric=True)
     assert err.value.code == "missing_weights"
+
+
+def test_stereo_warp_uses_a_transformers_depth_folder(metric_weights, tmp_path):
+    """``stereo --method warp`` without --depth takes the depth model through the same loader
+    (a metric model's depth becomes the inverse depth the warp expects)."""
+    import imageio_ffmpeg
+
+    from backend.jobs import stereo as job
+    from backend.progress import Progress
+
+    video = tmp_path / "clip.mp4"
+    writer = imageio_ffmpeg.write_frames(str(video), (96, 64), fps=24, macro_block_size=1)
+    writer.send(None)
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        writer.send(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8))
+    writer.close()
+    res = job.run({"input": str(video), "weights": str(metric_weights), "method": "warp"},
+                  tmp_path / "out", Progress())
+    assert res.summary["depth"] == "monocular" and res.summary["frames"] == 2
+    assert (tmp_path / "out" / job.MAIN_OUTPUT).is_file()

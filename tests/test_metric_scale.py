@@ -91,27 +91,46 @@ def test_too_few_points_and_disagreeing_depths_are_clear_errors():
         scale_from_samples([np.exp(rng.uniform(-5, 5, 200))], [np.ones(200)])
 
 
-@pytest.fixture(scope="module")
-def rendered_clip(tmp_path_factory):
-    out = tmp_path_factory.mktemp("metric_clip")
-    truth = raycast_scene.write_clip(out, raycast_scene.handheld_path(24), F, W, H, video=False)
-    return out, truth
+@pytest.mark.parametrize("kind", ["video", "folder"])
+def test_frames_are_read_back_by_source(tmp_path, monkeypatch, kind):
+    """The frames compared are the solution's own (matched by ``sources``), spread over the
+    registered ones. (A real solve with an oracle depth model: tests/test_scale.py.)"""
+    import imageio_ffmpeg
 
+    from backend.pipelines.poses import metric_scale
+    from backend.pipelines.poses.solution import PoseSolution
 
-def test_real_solve_gets_metric_scale(scene, rendered_clip):
-    from backend.pipelines.poses.pipeline import SolveOptions, solve
-    from shared_protocol import camera_file
+    n, w, h = 12, 64, 48
+    levels = [15 + 18 * i for i in range(n)]
+    if kind == "video":
+        path = tmp_path / "clip.mp4"
+        writer = imageio_ffmpeg.write_frames(str(path), (w, h), fps=24, macro_block_size=1,
+                                             output_params=["-crf", "10"])
+        writer.send(None)
+        for v in levels:
+            writer.send(np.full((h, w, 3), v, np.uint8))
+        writer.close()
+        sources = [str(i) for i in range(n)]
+    else:
+        path = tmp_path / "frames"
+        path.mkdir()
+        for i, v in enumerate(levels):
+            cv2.imwrite(str(path / f"img{i}.png"), np.full((h, w, 3), v, np.uint8))
+        sources = [f"img{i}.png" for i in range(n)]
+    registered = np.ones(n, bool)
+    registered[[0, 5]] = False
+    sol = PoseSolution(width=w, height=h, fps=24.0, sources=sources,
+                       matrix_world=np.tile(np.eye(4), (n, 1, 1)), focal_px=50.0,
+                       principal_point_px=(w / 2, h / 2), k1=0.0, k2=0.0, registered=registered,
+                       reproj_error_px=np.zeros(n))
+    seen = {}
 
-    out, truth = rendered_clip
-    true_c2w = camera_file.matrices(truth)
-    views = {}
-    for i, c2w in enumerate(true_c2w):
-        rgb = cv2.cvtColor(cv2.imread(str(out / "frames" / f"{i:05d}.png")), cv2.COLOR_BGR2RGB)
-        views[frame_key(rgb)] = c2w
-    sol = solve(out / "frames", SolveOptions(threads=2, matcher="klt"))
-    assert sol.registered.all()
-    est = estimate_metric_scale(sol, out / "frames", OracleDepth(scene, views, F, W))
-    # Both worlds have the ground at z = 0: scaled camera heights must match the true ones.
-    ratio = np.median(sol.matrix_world[:, 2, 3] * est.scale / true_c2w[:, 2, 3])
-    assert ratio == pytest.approx(1.0, abs=0.02)
-    assert est.n_frames == 8
+    def capture(model, frames, *args, **kwargs):
+        seen.update({pos: float(rgb.mean()) for pos, rgb, _ in frames})
+        return "estimate"
+
+    monkeypatch.setattr(metric_scale, "scale_from_frames", capture)
+    assert estimate_metric_scale(sol, path, model=None, count=4) == "estimate"
+    assert sorted(seen) == metric_scale.pick_frames(registered, 4) == [1, 4, 8, 11]
+    for pos, mean in seen.items():
+        assert abs(mean - levels[pos]) < 4  # the frame at that source, not a neighbour (18 apart)

@@ -1,7 +1,8 @@
 """Camera solve on a Blender (Cycles) render from backend.synthetic.make_clip.
 
-Slow (Cycles on CPU takes minutes for 30 frames on a 2-core box): marked ``slow``. Tolerances
-as in test_poses.py, from the image geometry: focal 266.7 px (30 mm lens on 36 mm, 320 px), so
+The hand-held clip is the session's shared render (``handheld_clip`` in conftest.py: 24 frames,
+2 Cycles samples, also used by the batch test), so this file costs a camera solve and a short
+pan render. Tolerances as in test_poses.py, from the image geometry: focal 266.7 px (30 mm lens on 36 mm, 320 px), so
 one pixel subtends 0.215 deg; the scene sits about 3 m from the camera (2.6 m horizontally,
 1.4 m below), so a camera-centre error of 3 m / f = 1.1 cm shifts it by one pixel.
 """
@@ -19,6 +20,7 @@ pytest.importorskip("pycolmap")
 from backend.evaluation.pose_metrics import pose_errors  # noqa: E402
 from backend.pipelines.poses.pipeline import SolveOptions, solve  # noqa: E402
 from shared_protocol import camera_file  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def clip(handheld_clip):

@@ -251,15 +251,18 @@ def test_reconstruct_from_a_real_camera_solve(tmp_path):
     assert m["psnr_holdout"] >= 20.0 and m["psnr_holdout"] >= m["psnr_init"] + 5.0, m
 
 
-@pytest.mark.slow
 def test_camera_refinement_moves_perturbed_cameras_towards_truth(tmp_path):
+    """--refine-cameras: training cameras given 0.7 deg and 3 cm of error move back towards the
+    truth (on 64 px wide frames 1 px is 1 deg: the mean rotation error must fall by more than
+    0.1 px, the translation error must fall); with refinement doing nothing both stay put."""
     from scipy.spatial.transform import Rotation
 
     from backend.pipelines.reconstruct.adjust import pose_change
     from backend.pipelines.reconstruct.scene import blender_to_viewmats
     from backend.pipelines.reconstruct.synthetic_solve import analytic_solve
 
-    solve = analytic_solve(tmp_path / "solve", n_gaussians=400, n_frames=16, width=64, height=48, seed=2,
+    n = 8  # frame 0 is held out (exact), 1-7 train
+    solve = analytic_solve(tmp_path / "solve", n_gaussians=400, n_frames=n, width=64, height=48, seed=2,
                            noise=0.003)
     doc = json.loads((solve / "cameras.json").read_text())
     truth = blender_to_viewmats(np.array([f["matrix_world"] for f in doc["frames"]]))
@@ -273,16 +276,16 @@ def test_camera_refinement_moves_perturbed_cameras_towards_truth(tmp_path):
     (solve / "cameras.json").write_text(json.dumps(doc))
     before = blender_to_viewmats(np.array([f["matrix_world"] for f in doc["frames"]]))
     _, _, m, res = reconstruct(solve, tmp_path / "out",
-                               small_config(steps=400, sh_degree=0, refine_cameras=True, appearance=False,
+                               small_config(steps=150, sh_degree=0, refine_cameras=True, appearance=False,
                                             eval_every=0), device="cpu", max_size=None,
                                checkpoint_dir=tmp_path / "ck")
-    train = [i for i in range(16) if i % 8]
+    train = [i for i in range(n) if i % 8]
     t0, r0 = pose_change(truth[train], before[train])
     t1, r1 = pose_change(truth[train], res.viewmats[train])
     assert r1.mean() < r0.mean() - 0.1 and t1.mean() < t0.mean(), (r0.mean(), r1.mean(), t0.mean(), t1.mean())
     assert m["camera_refinement"]["max_translation"] > 0
     refined = json.loads((tmp_path / "out" / "cameras_refined.json").read_text())
-    assert len(refined["frames"]) == 16
+    assert len(refined["frames"]) == n
 
 
 def test_coarse_to_fine_schedule_trains(solve_dir, tmp_path):

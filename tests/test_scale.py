@@ -167,7 +167,7 @@ def _stands_for(sol, doc, truth, k):
 def test_real_solve_each_method_within_one_percent(solved, tmp_path):
     out, truth, sol = solved
     doc = sol.to_document()
-    assert sp.is_guess(sp.info_of(doc)) and "scale_warning" in bscale.summary_lines(doc["stats"])
+    assert sp.is_guess(sp.info_of(doc)) and bscale.summary_lines(doc["stats"])["scale_is_guess"]
     assert _true_scale_error(doc, truth) > 0.4  # the guess: 1.6 m against 0.9 m, 1 - 0.9 / 1.6 = 0.44
     frame = 5
     requests = {
@@ -193,6 +193,13 @@ def test_real_solve_each_method_within_one_percent(solved, tmp_path):
         fixed = sp.rescale_document(doc, factor, info)
         assert _true_scale_error(fixed, truth) < 0.01, name
         assert sp.info_of(fixed)["source"] != "camera_height_default"
+    # what `poses` does with a pixel reference after solving: the solution itself, points too
+    import copy
+
+    fixed = bscale.apply_to_solution(copy.deepcopy(sol), requests["foot_top"])
+    assert _true_scale_error(fixed.to_document(), truth) < 0.01
+    k = fixed.matrix_world[0, 2, 3] / sol.matrix_world[0, 2, 3]
+    assert np.allclose(fixed.points_xyz, k * sol.points_xyz) and fixed.stats["scale"]["source"] == "known_height"
     # the folder form: rescale in place, points and exports follow
     src = tmp_path / "solve"
     from backend.pipelines.poses.outputs import write_outputs
@@ -202,7 +209,7 @@ def test_real_solve_each_method_within_one_percent(solved, tmp_path):
     res = scale_job.run({"solve": str(src), "camera_height": h0}, src, Progress())
     fixed = camera_file.read(src / "cameras.json")
     assert _true_scale_error(fixed, truth) < 0.01 and res.summary["scale_source"] == "camera_height"
-    assert "scale_warning" not in res.summary
+    assert res.summary["scale_is_guess"] is False
     xyz, _, _ = read_points(src / "points.ply")
     assert np.allclose(xyz, sol.points_xyz * res.summary["factor"], atol=1e-4 * np.abs(xyz).max())
     assert camera_file.matrices(fixed)[0, 2, 3] == pytest.approx(h0)
@@ -249,7 +256,7 @@ def test_composite_rescales_the_solve_and_its_splats(tmp_path):
     assert seen.mean() > 0.05
     assert np.allclose(after["depth"][seen], 2 * before["depth"][seen], rtol=1e-4)
     line = bscale.summary_lines(doc["stats"])
-    assert "scale_warning" not in line and "first camera" in line["scale"]
+    assert not line["scale_is_guess"] and "first camera" in line["scale"]
 
 
 class _OracleDepth:
@@ -288,4 +295,4 @@ def test_metric_depth_sets_the_scale_automatically(solved, tmp_path):
     info = sp.info_of(sol.stats)
     assert info["source"] == "metric_depth" and 0 < info["uncertainty_rel"] < 0.02
     assert _true_scale_error(sol.to_document(), truth) < 0.02
-    assert "scale_warning" not in bscale.summary_lines(sol.stats)
+    assert not bscale.summary_lines(sol.stats)["scale_is_guess"]

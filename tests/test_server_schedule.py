@@ -17,7 +17,7 @@ def make_server(tmp_path):
 
         def start(rec, slot, units=1):
             started.append((rec.job_id, units))
-            srv.running[rec.job_id] = Running(rec, None, None, slot, units=units)
+            srv.running[rec.job_id] = Running(rec, None, slot, units=units)
 
         srv._start = start
         srv.started = started

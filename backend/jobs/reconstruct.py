@@ -16,6 +16,8 @@ from pathlib import Path
 from backend.jobs import JobResult
 from backend.progress import JobError, Progress
 
+#: The job's stages weighted by their rough share of a run, so progress is one overall fraction.
+STAGES = [("check", 1), ("load", 4), ("train", 90), ("evaluate", 2), ("write", 3)]
 STRATEGIES = ("default", "mcmc")
 DEVICES = ("cpu", "cuda")
 

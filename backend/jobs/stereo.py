@@ -135,7 +135,7 @@ def _scene_available() -> bool:
 def _depth_fn(p: dict, settings, h: int, w: int, sources: dict):
     """``(depth_fn, focal_px, description)`` for the warp method: --depth files, else the
     reconstruction's splat depth, else the monocular model."""
-    from backend.pipelines.stereo.depth import FileDepth, MonocularDepth
+    from backend.pipelines.stereo.depth import FileDepth
 
     if p.get("depth"):
         src = FileDepth(Path(p["depth"]), "metric", p.get("focal_px"))
@@ -146,9 +146,17 @@ def _depth_fn(p: dict, settings, h: int, w: int, sources: dict):
         sd = SplatDepth(p["reconstruction"], p.get("cameras"), settings.device)
         focal = p.get("focal_px") or sd.focal_px(w)
         return (lambda i, rgb: ("metric", sd.depth(i, sources.get(i, str(i)), h, w))), focal, "splats"
+    from backend.models.depth import load_depth_model
+
     weights = Path(p.get("weights") or DEFAULT_WEIGHTS)
-    mono = MonocularDepth(weights, device="cpu" if settings.device == "numpy" else settings.device)
-    return (lambda i, rgb: ("relative", mono(rgb))), None, "monocular"
+    # A transformers depth folder in weights/depth/, else the exported network (MonocularDepth).
+    mono = load_depth_model(weights, device="cpu" if settings.device == "numpy" else settings.device)
+
+    def relative(rgb):  # inverse depth, larger = nearer, whatever the model predicts
+        y = mono(rgb)
+        return (1.0 / np.maximum(y, 1e-6)).astype(np.float32) if mono.output == "depth" else y
+
+    return (lambda i, rgb: ("relative", relative(rgb))), None, "monocular"
 
 
 def run(params: dict, out_dir: Path, progress: Progress) -> JobResult:

@@ -107,9 +107,14 @@ class TransformersDepth:
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()
-            self.processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
-            self.model = AutoModelForDepthEstimation.from_pretrained(
-                folder, local_files_only=True).to(device).eval()
+            verbosity = hf_logging.get_verbosity()
+            hf_logging.set_verbosity_error()  # e.g. "falls back to the PIL image processor"
+            try:
+                self.processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
+                self.model = AutoModelForDepthEstimation.from_pretrained(
+                    folder, local_files_only=True).to(device).eval()
+            finally:
+                hf_logging.set_verbosity(verbosity)
         except ImportError as exc:
             raise JobError(f"the depth model in {folder} needs the transformers package: {exc}",
                            "missing_dependency") from exc

@@ -1,7 +1,8 @@
-"""The job server: a ROUTER socket, a job store and one worker process per running job.
+"""The job server: a ROUTER socket, a job store and an executor that runs the jobs.
 
 The main loop only moves messages; it never runs pipeline code. It polls the ROUTER socket
-and the pipes of the running workers, schedules queued jobs onto free slots, enforces
+and the running jobs' handles, schedules queued jobs onto free slots (or hands them all to a
+Ray cluster, which queues them by resources: ``backend/server/executor_ray.py``), enforces
 cancellation deadlines and drops watchers that stopped sending heartbeats.
 """
 from __future__ import annotations
@@ -9,11 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import time
 from collections import deque
@@ -25,6 +24,7 @@ import zmq
 from backend import __version__
 from backend.fileutil import PathNotAllowed, confine, hash_input
 from backend.jobs import KINDS, available
+from backend.server.executor import Executor, JobHandle, LocalExecutor, job_units
 from backend.server.security import check_bind, load_keys
 from backend.server.store import JobRecord, JobStore
 from shared_protocol import PROTOCOL_VERSION
@@ -47,25 +47,21 @@ class ServerConfig:
     max_message_bytes: int = 256 << 20
     curve_secret: Path | None = None
     curve_clients: Path | None = None
+    #: Ray cluster address ("local" starts a private one); None runs jobs in local worker processes.
+    ray_address: str | None = None
+    #: Ray resources: CPUs a CPU job asks for, and the resource that stands for one GPU.
+    ray_job_cpus: float = 1.0
+    ray_gpu_resource: str = "GPU"
 
 
 @dataclass
 class Running:
     rec: JobRecord
-    proc: multiprocessing.Process
-    conn: object
+    handle: JobHandle
     slot: str
     cancel_deadline: float | None = None
     units: int = 1
     final: dict | None = None
-
-
-def job_units(params: dict) -> int:
-    """GPU units a job's parameters ask for (``gpus``, default 1)."""
-    try:
-        return max(1, int(params.get("gpus", 1)))
-    except (TypeError, ValueError, OverflowError):
-        return 1
 
 
 class Server:
@@ -94,8 +90,7 @@ class Server:
         with os.fdopen(fd, "w") as f:
             f.write(self.admin_token)
         os.environ["SPLATSTAGE_CACHE"] = str(self.cache_dir)  # workers keep checkpoints and builds here
-        self.mp = multiprocessing.get_context("forkserver")
-        self.mp.set_forkserver_preload(["numpy", "backend.server.worker", "backend.runner"])
+        self.executor = make_executor(config, self.cache_dir)
         self.queue: deque[str] = deque()
         self.running: dict[str, Running] = {}
         self.watchers: dict[str, set[bytes]] = {}
@@ -135,11 +130,12 @@ class Server:
         poller.register(self.socket, zmq.POLLIN)
         fds = {}
         for run in self.running.values():
-            if run.conn is not None:
-                fd = run.conn.fileno()
+            fd = run.handle.fileno()
+            if fd is not None:
                 fds[fd] = run
                 poller.register(fd, zmq.POLLIN)
         events = dict(poller.poll(int(timeout_s * 1000)))
+        self.executor.poll()
         if self.socket in events:
             for _ in range(1000):
                 try:
@@ -147,8 +143,9 @@ class Server:
                 except zmq.Again:
                     break
                 self._on_frames(frames)
-        for fd, run in fds.items():
-            if fd in events:
+        for run in list(self.running.values()):
+            fd = run.handle.fileno()
+            if fd is None or fd in events:
                 self._drain(run)
         self._reap()
         self._schedule()
@@ -160,6 +157,7 @@ class Server:
             self.store.finish(run.rec, "failed", error={"code": "job_crashed", "message": "the server stopped",
                                                         "hint": "submit it again"})
         self.running.clear()
+        self.executor.close()
         for identity in list(self.last_seen):
             self._send(identity, Message("bye"))
         if self.auth is not None:
@@ -245,20 +243,16 @@ class Server:
         rec = self._job(identity, msg)
         if rec is None:
             return
-        if rec.state == "queued":
+        if rec.state == "queued" and rec.job_id in self.queue:
             self.queue.remove(rec.job_id)
             self.store.finish(rec, "cancelled")
             self._broadcast(rec, Message("cancelled", {"state": "cancelled"}, job_id=rec.job_id), also=identity)
-        elif rec.state == "running":
+        elif rec.job_id in self.running:
             run = self.running[rec.job_id]
             if run.cancel_deadline is None:
                 run.cancel_deadline = time.monotonic() + CANCEL_GRACE_S
                 self.watchers.setdefault(rec.job_id, set()).add(identity)
-                if run.proc.pid:
-                    try:
-                        os.kill(run.proc.pid, signal.SIGTERM)
-                    except ProcessLookupError:
-                        pass
+                run.handle.terminate()
         else:
             self._send(identity, Message("job", rec.public(), job_id=rec.job_id, parent=msg.msg_id))
 
@@ -328,7 +322,8 @@ class Server:
             rec = self.store.jobs[job_id]
             slot = KINDS[rec.kind].device if KINDS[rec.kind].device in limits else "cpu"
             units = job_units(rec.params) if slot == "gpu" else 1
-            if slot in blocked or busy[slot] >= limits[slot] or (busy[slot] and busy[slot] + units > limits[slot]):
+            if self.executor.uses_slots and (slot in blocked or busy[slot] >= limits[slot]
+                                             or (busy[slot] and busy[slot] + units > limits[slot])):
                 blocked.add(slot)
                 continue
             self.queue.remove(job_id)
@@ -336,33 +331,33 @@ class Server:
             busy[slot] += units
 
     def _start(self, rec: JobRecord, slot: str, units: int = 1) -> None:
-        from backend.server.worker import worker_main
+        handle = self.executor.start(rec, self.store.job_dir(rec.job_id))
+        run = self.running[rec.job_id] = Running(rec, handle, slot, units=units)
+        if handle.started:
+            self._mark_running(run)
 
-        parent, child = self.mp.Pipe(duplex=False)
-        proc = self.mp.Process(target=worker_main, args=(child, rec.kind, rec.params, str(self.store.job_dir(rec.job_id))),
-                               name=f"splatstage-job-{rec.job_id[:8]}", daemon=True)
-        proc.start()
-        child.close()
+    def _mark_running(self, run: Running) -> None:
+        rec = run.rec
+        if rec.state != "queued":
+            return
         rec.state = "running"
         rec.started = time.time()
+        rec.node = run.handle.node
         self.store.save(rec)
-        self.running[rec.job_id] = Running(rec, proc, parent, slot, units=units)
         self._broadcast(rec, Message("progress", {"stage": "start", "fraction": 0.0, "message": "started"},
                                      job_id=rec.job_id))
 
     def _drain(self, run: Running) -> None:
-        try:
-            while run.conn.poll():
-                event = json.loads(run.conn.recv_bytes())
-                self._on_worker_event(run, event)
-        except (EOFError, OSError, ValueError):
-            run.conn.close()
-            run.conn = None
+        for event in run.handle.events():
+            self._on_worker_event(run, event)
 
     def _on_worker_event(self, run: Running, event: dict) -> None:
         kind = event.pop("event", None)
         rec = run.rec
-        if kind == "progress":
+        if kind == "started":
+            if run.cancel_deadline is None:
+                self._mark_running(run)
+        elif kind == "progress":
             if run.cancel_deadline is not None:
                 return
             rec.stage = event.get("stage", "")
@@ -375,13 +370,11 @@ class Server:
     def _reap(self) -> None:
         now = time.monotonic()
         for job_id, run in list(self.running.items()):
-            if run.proc.is_alive():
+            if run.handle.alive():
                 if run.cancel_deadline is not None and now > run.cancel_deadline:
                     self._kill(run)
                 continue
-            if run.conn is not None:
-                self._drain(run)
-            run.proc.join(0)
+            self._drain(run)
             del self.running[job_id]
             self._finish(run)
 
@@ -405,9 +398,7 @@ class Server:
             if final.get("event") == "error":
                 err = {k: final.get(k, "") for k in ("code", "message", "hint")}
             else:
-                code = run.proc.exitcode
-                how = f"signal {-code} ({_signame(-code)})" if code is not None and code < 0 else f"exit code {code}"
-                err = {"code": "job_crashed", "message": f"the {rec.kind} worker process died ({how})",
+                err = {"code": "job_crashed", "message": run.handle.death(),
                        "hint": f"see {self.store.job_dir(rec.job_id) / 'log.txt'}"}
             self.store.finish(rec, "failed", error=err)
             self._broadcast_error(rec)
@@ -419,9 +410,7 @@ class Server:
                                    job_id=rec.job_id))
 
     def _kill(self, run: Running) -> None:
-        if run.proc.is_alive():
-            run.proc.kill()
-        run.proc.join(2)
+        run.handle.kill()
 
     # -- outbound -----------------------------------------------------------------------
     def _send_result(self, identity: bytes, rec: JobRecord, parent: str | None = None) -> None:
@@ -501,11 +490,13 @@ def detect_device() -> tuple[str, float | None]:
     return "cpu", None
 
 
-def _signame(num: int) -> str:
-    try:
-        return signal.Signals(num).name
-    except ValueError:
-        return "unknown"
+def make_executor(config: ServerConfig, cache_dir: Path) -> Executor:
+    if not config.ray_address:
+        return LocalExecutor()
+    from backend.server.executor_ray import RayExecutor
+
+    return RayExecutor(config.ray_address, cache_dir, job_cpus=config.ray_job_cpus,
+                       gpu_resource=config.ray_gpu_resource)
 
 
 def _hint(code: str) -> str:

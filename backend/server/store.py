@@ -35,11 +35,15 @@ class JobRecord:
     files: list[dict] = field(default_factory=list)
     arrays: list[str] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
+    node: str | None = None  # the Ray node that ran it (jobs on a Ray cluster only)
 
     def public(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "kind": self.kind, "state": self.state, "stage": self.stage,
+        info = {"job_id": self.job_id, "kind": self.kind, "state": self.state, "stage": self.stage,
                 "fraction": self.fraction, "created": self.created, "started": self.started,
                 "finished": self.finished, "error": self.error}
+        if self.node is not None:
+            info["node"] = self.node
+        return info
 
 
 class JobStore:

@@ -19,36 +19,53 @@ from backend.progress import Cancelled, JobError, Progress
 
 def worker_main(conn, kind: str, params: dict, job_dir: str) -> None:
     job = Path(job_dir)
+    redirect_output(job)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def send(obj: dict) -> None:
+        conn.send_bytes(encode_event(obj))
+
+    try:
+        send(run_to_final(kind, params, job, send))
+    finally:
+        conn.close()
+
+
+def redirect_output(job: Path) -> None:
+    """Send this process's stdout and stderr (also of C code) to the job's ``log.txt``."""
     log = open(job / "log.txt", "ab", buffering=0)
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
     sys.stdout = open(1, "w", buffering=1, closefd=False)
     sys.stderr = open(2, "w", buffering=1, closefd=False)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    def send(obj: dict) -> None:
-        conn.send_bytes(json.dumps(obj, allow_nan=False, default=_json_default).encode())
 
+def encode_event(obj: dict) -> bytes:
+    return json.dumps(obj, allow_nan=False, default=_json_default).encode()
+
+
+def run_to_final(kind: str, params: dict, job: Path, send) -> dict:
+    """Run the job (progress events through ``send``) and return its final event: ``result``
+    (files and arrays under ``job``), ``cancelled`` or ``error``."""
     from backend.runner import run_job
 
     progress = Progress(callback=lambda ev: send({"event": "progress", **ev}))
     try:
         result = run_job(kind, params, job / "out", progress)
         names = _save_arrays(result.arrays, job / "arrays")
-        send({"event": "result", "files": list(result.files), "arrays": names, "summary": result.summary})
+        return {"event": "result", "files": list(result.files), "arrays": names, "summary": result.summary}
     except Cancelled:
-        send({"event": "cancelled"})
+        return {"event": "cancelled"}
     except JobError as exc:
-        send({"event": "error", "code": exc.code, "message": exc.message, "hint": exc.hint})
+        return {"event": "error", "code": exc.code, "message": exc.message, "hint": exc.hint}
     except MemoryError:
-        send({"event": "error", "code": "job_failed", "message": "out of memory", "hint": "try a smaller input or resolution"})
+        return {"event": "error", "code": "job_failed", "message": "out of memory",
+                "hint": "try a smaller input or resolution"}
     except Exception as exc:  # an unexpected bug: report one line, keep the traceback in the job's log
         traceback.print_exc()
         first = " ".join(str(exc).split())[:300]
-        send({"event": "error", "code": "internal", "message": f"{type(exc).__name__}: {first}",
-              "hint": f"see {job / 'log.txt'}"})
-    finally:
-        conn.close()
+        return {"event": "error", "code": "internal", "message": f"{type(exc).__name__}: {first}",
+                "hint": f"see {job / 'log.txt'}"}
 
 
 def _save_arrays(arrays: dict, folder: Path) -> list[str]:

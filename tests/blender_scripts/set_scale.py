@@ -59,7 +59,7 @@ def camera_positions():
 
 
 def points_world():
-    obj = next(o for o in scene.objects if o.type == "MESH" and not o.data.polygons)
+    obj = next(o for o in scene.objects if o.type == "MESH" and not o.data.polygons and "splatstage_splats" not in o)
     co = np.empty(3 * len(obj.data.vertices), np.float32)
     obj.data.vertices.foreach_get("co", co)
     m = np.array(obj.matrix_world)
@@ -77,6 +77,13 @@ out["before"] = {"panel": panel_lines(), "guess": describe(s.scale_record)[1], "
 
 # 1. two empties snapped to two points of the (wrongly scaled) cloud
 wrong = float(spec["wrong"])
+splats = bpy.data.objects.new("Splats", bpy.data.meshes.new("Splats"))
+splats["splatstage_splats"] = {"count": 0}
+product = bpy.data.objects.new("Product", None)
+product["splatstage_product"] = True
+for o, loc in ((splats, (0.0, 0.0, 0.0)), (product, [wrong * v for v in spec["g1"]])):
+    scene.collection.objects.link(o)
+    o.location = loc
 empties = []
 for name, p in (("A", spec["g0"]), ("B", spec["g1"])):
     e = bpy.data.objects.new(name, None)
@@ -93,7 +100,9 @@ for o in scene.objects:
 assert bpy.ops.splatstage.set_scale(mode="SELECTED", distance=spec["distance"]) == {"FINISHED"}
 out["selected"] = {"cameras": camera_positions(), "points": points_world(), "ground": ground(),
                    "empties": [list(e.location) for e in empties], "panel": panel_lines(),
-                   "guess": describe(s.scale_record)[1], "params": scale_params(s.scale_params)}
+                   "guess": describe(s.scale_record)[1], "params": scale_params(s.scale_params),
+                   "splats_scale": list(splats.matrix_world.to_scale()), "product": list(product.matrix_world.translation),
+                   "product_scale": list(product.matrix_world.to_scale())}
 
 # 2. the camera's height at one frame, set to twice the truth
 scene.frame_set(spec["frame"])

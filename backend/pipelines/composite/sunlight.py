@@ -113,10 +113,9 @@ def estimate_sun(means: np.ndarray, rgb: np.ndarray, ground_point, ground_normal
                          np.repeat(o_uv[sel, 1], len(t)).astype(np.float32) + np.float32(rad),
                          (o_h[sel, None] * t[None, :]).reshape(-1).astype(np.float32))
     kernel = np.ones((3, 3), np.uint8)
-    pass_ = {"name": "coarse"}
 
-    def mask_for(elev: float, azim: float) -> np.ndarray:
-        cu, cv, ch = columns[pass_["name"]]
+    def mask_for(elev: float, azim: float, which: str = "fine") -> np.ndarray:
+        cu, cv, ch = columns[which]
         k = math.cos(elev) / math.sin(elev)  # ground shift per unit of height
         px = ((cu - ch * np.float32(k * math.cos(azim))) / np.float32(cs)).astype(np.int32)
         py = ((cv - ch * np.float32(k * math.sin(azim))) / np.float32(cs)).astype(np.int32)
@@ -130,8 +129,8 @@ def estimate_sun(means: np.ndarray, rgb: np.ndarray, ground_point, ground_normal
     log_grid = np.zeros(size * size, np.float32)
     log_grid[cells] = mean_log
 
-    def score(elev: float, azim: float) -> float:
-        s = mask_for(elev, azim).reshape(-1).astype(np.float32)
+    def score(elev: float, azim: float, which: str = "fine") -> float:
+        s = mask_for(elev, azim, which).reshape(-1).astype(np.float32)
         k = int(round(float(np.dot(s, present))))
         if k < min_cells or len(cells) - k < min_cells:
             return 0.0
@@ -142,8 +141,7 @@ def estimate_sun(means: np.ndarray, rgb: np.ndarray, ground_point, ground_normal
         return float(k * (len(cells) - k) / len(cells) * (a - b) ** 2 / total_var)
 
     coarse = [(math.radians(e), math.radians(a)) for e in range(10, 86, 5) for a in range(0, 360, 8)]
-    best = max(coarse, key=lambda ea: score(*ea))
-    pass_["name"] = "fine"
+    best = max(coarse, key=lambda ea: score(*ea, "coarse"))
     fine = [(best[0] + math.radians(de), best[1] + math.radians(da))
             for de in np.arange(-3, 3.5, 1.0) for da in np.arange(-4, 4.5, 1.0)
             if 0 < best[0] + math.radians(de) < math.pi / 2]
@@ -202,7 +200,10 @@ def scene_light(splats_path, doc: dict, anchor, env_path, angle_deg: float = 1.0
     point, normal = ground_of(doc)
     centres = np.array([np.asarray(f["matrix_world"], float)[:3, 3] for f in doc["frames"]
                         if f.get("registered", True) and f.get("matrix_world") is not None])
-    scale = float(np.median(np.abs((centres - point) @ normal))) if len(centres) else 0.0
+    heights = (centres - point) @ normal if len(centres) else np.zeros(0)
+    if len(heights) and np.median(heights) < 0:  # the side of the ground the cameras are on is up
+        normal, heights = -normal, -heights
+    scale = float(np.median(heights)) if len(heights) else 0.0
     ch = read_exr_channels(env_path, ["R", "G", "B"])
     env = np.stack([ch["R"], ch["G"], ch["B"]], -1).astype(np.float64)
     e_amb = ambient_irradiance(env, normal)

@@ -36,8 +36,8 @@ MAX_FOCAL_RESIDUAL = 0.02
 
 @dataclass
 class FramePoints:
-    """One frame's pointmap samples in the global frame: footage pixels, points, weights,
-    colours."""
+    """One frame's pointmap samples in the global frame: footage pixels, points, weights
+    (float32), colours (uint8)."""
 
     xy: np.ndarray
     xyz: np.ndarray
@@ -160,12 +160,14 @@ def run_windows(model, frames, n: int, width: int, height: int, progress=None) -
                 continue
             g, c = glob[k][sub], conf[k][sub]
             ok = _valid(g, c)
-            out.frames[pos] = FramePoints(grid[sub][ok], g[ok], c[ok], rgb[sub][ok])
+            out.frames[pos] = FramePoints(grid[sub][ok].astype(np.float32), g[ok].astype(np.float32),
+                                          c[ok].astype(np.float32), rgb[sub][ok])
         newest = len(items) - 1
         if not keys:
             keys.append((items[0][0], items[0][1], glob[0], conf[0]))
         if newest >= len(memory) and items[newest][0] != keys[-1][0]:
             keys.append((items[newest][0], items[newest][1], glob[newest], conf[newest]))
+        del keys[:-K]  # only the newest K are ever used again
         out.n_windows += 1
         pending.clear()
         if progress is not None:

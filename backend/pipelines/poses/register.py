@@ -134,7 +134,8 @@ def register_by_retracking(rec: pycolmap.Reconstruction, positions: list[int], l
     then solved by PnP (LO-RANSAC and refinement) against those points; a point reached from
     both sides keeps the position tracked from the nearer neighbour.
 
-    ``load_gray(positions)`` returns ``{position: grey image at the solve resolution}``;
+    ``load_gray(positions)`` returns ``{position: grey image at the solve resolution}`` (called
+    once, for all runs);
     ``scale`` is full-resolution pixels per solve pixel (x, y). Returns, per registered
     position, its cam_from_world and the mean reprojection error (px) of its PnP inliers.
     """
@@ -152,11 +153,13 @@ def register_by_retracking(rec: pycolmap.Reconstruction, positions: list[int], l
               criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
     sx, sy = scale
     out: dict[int, tuple[pycolmap.Rigid3d, float]] = {}
-    for run in _runs(positions):
-        sides = [s for s in (run[0] - 1, run[-1] + 1) if s in by_pos]
-        if not sides:
-            continue
-        grays = load_gray(sorted(set(run) | set(sides)))
+    todo = [(run, [s for s in (run[0] - 1, run[-1] + 1) if s in by_pos])
+            for run in _runs(positions)]
+    todo = [(run, sides) for run, sides in todo if sides]
+    if not todo:
+        return out
+    grays = load_gray(sorted({p for run, sides in todo for p in run + sides}))  # one decode pass
+    for run, sides in todo:
         # found[pos][point id] = (distance to the neighbour it was tracked from, full-res xy)
         found: dict[int, dict[int, tuple[int, np.ndarray]]] = {p: {} for p in run}
         for side in sides:

@@ -196,14 +196,12 @@ def rescale_splats(src: Path, dst: Path, factor: float, pivot) -> None:
 
 def summary_lines(stats: dict) -> dict:
     """What a job summary says about the scale: ``scale`` (one line), ``scale_record`` (the
-    record itself) and, when it is the default guess, ``scale_warning`` (the same line, for
-    scripts that look for it)."""
+    record itself) and ``scale_is_guess`` (true while it is the default guess)."""
     info = sp.info_of(stats)
     out = {"scale": sp.describe(info), "scale_record": info}
     if info.get("uncertainty_rel") is not None:
         out["scale_uncertainty_pct"] = round(100 * info["uncertainty_rel"], 3)
-    if sp.is_guess(info):
-        out["scale_warning"] = out["scale"]
+    out["scale_is_guess"] = sp.is_guess(info)
     return out
 
 

@@ -93,6 +93,9 @@ def fitting_size(per_pixel_s: float, cfg, width: int, height: int, limit_s: floa
     est = train_seconds(per_pixel_s, cfg, width, height)
     size = int(long_side * math.sqrt(limit_s / est) // 16 * 16) if est > 0 else long_side
     size = min(size, long_side // 16 * 16)
+    while size >= MIN_TRAIN_SIZE and train_seconds(
+            per_pixel_s, cfg, round(width * size / long_side), round(height * size / long_side)) > limit_s:
+        size -= 16  # the schedule's integer image sizes are not exactly proportional
     return size if size >= MIN_TRAIN_SIZE else None
 
 

@@ -82,8 +82,8 @@ class SyncFreeDefaultStrategy(DefaultStrategy):
 def make_strategy(name: str, steps: int, cap_max: int = 1_000_000, **overrides):
     """A gsplat strategy with its refinement schedule fitted to a run of ``steps`` steps.
 
-    ``default``: densify from step 500 every 100 steps until half the run, opacity reset at step
-    3000 (all scaled down for runs under 7,000 steps), growth on the absolute screen-space
+    ``default``: densify every 100 steps from step 500 until half the run, opacity reset at step
+    3000 (start and reset scaled down for runs under 7,000 steps), growth on the absolute screen-space
     gradient (absgrad, threshold 8e-4: fewer, better-placed Gaussians than gsplat's 2e-4 on the
     plain gradient). ``mcmc``: gsplat's schedule scaled to the run. ``overrides`` replace the
     strategy's arguments (``refine_stop_frac`` sets ``refine_stop_iter`` as a fraction of ``steps``)."""
@@ -96,10 +96,9 @@ def make_strategy(name: str, steps: int, cap_max: int = 1_000_000, **overrides):
         overrides["refine_stop_iter"] = int(steps * float(overrides.pop("refine_stop_frac")))
     if name == "default":
         f7 = min(1.0, steps / 7000)
-        every = max(10, int(round(100 * f7)))
         stop = int(steps * 0.5)
         reset = int(3000 * f7)
-        kw = dict(refine_start_iter=max(every, int(500 * f7)), refine_stop_iter=stop, refine_every=every,
+        kw = dict(refine_start_iter=int(500 * f7), refine_stop_iter=stop, refine_every=100,
                   reset_every=reset if reset < stop else stop + 1, absgrad=True, grow_grad2d=8e-4,
                   verbose=False)
         kw.update(overrides)

@@ -395,6 +395,7 @@ class Trainer:
             self.history.append({"step": 0, "psnr_holdout": ev["psnr"], "ssim_holdout": ev["ssim"]})
         t0 = time.perf_counter() - self.train_seconds
         last_loss = float("nan")
+        work = self.work_done()
         while self.step < cfg.steps:
             loss = self.train_step(self.step)
             self.step += 1
@@ -411,8 +412,17 @@ class Trainer:
                                      "train_seconds": round(self.train_seconds, 3)})
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
                 self.save_checkpoint()
-            progress.update(self.step / cfg.steps, f"step {self.step}/{cfg.steps} loss {last_loss:.4f}", **extra)
+            progress.update(work[self.step], f"step {self.step}/{cfg.steps} loss {last_loss:.4f}", **extra)
         self.train_seconds = time.perf_counter() - t0
+
+    def work_done(self) -> np.ndarray:
+        """Fraction of the training's work done after each step (index 0..steps): steps count in
+        proportion to the pixels they render (coarse-to-fine steps are cheaper), so the
+        progress' rate-based ETA holds across resolution changes."""
+        w, h = self.frames.width, self.frames.height
+        px = [max(1, int(w / d)) * max(1, int(h / d)) for d in map(self.cfg.downscale_at, range(self.cfg.steps))]
+        cum = np.concatenate([[0.0], np.cumsum(px, dtype=np.float64)])
+        return cum / cum[-1]
 
 
 def train(solve: Solve, frames: FrameStore, cfg: TrainConfig, device: str | torch.device = "cpu",

@@ -1,0 +1,174 @@
+"""The job server with its jobs on a real Ray cluster on this host (``serve --ray``).
+
+One cluster for the module (``ray.cluster_utils.Cluster``, every process on 127.0.0.1): a head
+without CPUs (the server's node), a "GPU" node with two units of a custom resource standing in
+for GPUs and no CPUs, and a CPU node with two CPUs. So CPU jobs can only run on the CPU node
+and GPU jobs only on the GPU node, which the ``node`` field in the job's info must show.
+The same jobs also run on a server with local worker processes, and their results must match.
+"""
+import os
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray keeps 127.0.0.1 addresses as they are
+
+import threading  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+ray = pytest.importorskip("ray", reason="Ray is in the test extra: pip install -e '.[test]'")
+
+from backend.server.executor_ray import job_resources  # noqa: E402
+from backend.server.server import CANCEL_GRACE_S, Server, ServerConfig  # noqa: E402
+from shared_protocol.client import BackendError, Client  # noqa: E402
+
+GPU = "gpu_stand_in"
+
+
+class ThreadServer:
+    """A Server whose main loop runs in a thread of the test process."""
+
+    def __init__(self, config: ServerConfig):
+        self.server = Server(config)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def client(self) -> Client:
+        c = Client(self.server.endpoint, timeout=20.0)
+        c.connect()
+        return c
+
+    def stop(self) -> None:
+        self.server.stopping = True
+        self.thread.join(60)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "node_ip_address": "127.0.0.1",
+                                                      "include_dashboard": False})
+    gpu = c.add_node(num_cpus=0, resources={GPU: 2}, node_ip_address="127.0.0.1")
+    cpu = c.add_node(num_cpus=2, node_ip_address="127.0.0.1")
+    c.wait_for_nodes()
+    yield {"address": c.address, "gpu": gpu.unique_id, "cpu": cpu.unique_id}
+    c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def servers(cluster, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ray")
+    root = tmp / "root"
+    root.mkdir()
+    on_ray = ThreadServer(ServerConfig(bind="tcp://127.0.0.1:0", cache_dir=tmp / "cache-ray", roots=[root],
+                                       ray_address=cluster["address"], ray_gpu_resource=GPU))
+    local = ThreadServer(ServerConfig(bind="tcp://127.0.0.1:0", cache_dir=tmp / "cache-local", roots=[root],
+                                      cpu_workers=2))
+    yield {"ray": on_ray, "local": local, "root": root}
+    on_ray.stop()
+    local.stop()
+
+
+def test_each_kind_asks_ray_for_the_resources_of_its_stages():
+    assert job_resources("poses", {}) == {"num_cpus": 1.0, "num_gpus": 0}
+    assert job_resources("sleep", {}, job_cpus=4) == {"num_cpus": 4, "num_gpus": 0}
+    assert job_resources("reconstruct", {"gpus": 2}) == {"num_cpus": 0, "num_gpus": 2}
+    assert job_resources("render", {}) == {"num_cpus": 0, "num_gpus": 1}
+    assert job_resources("stereo", {}, gpu_resource=GPU) == {"num_cpus": 0, "resources": {GPU: 1}}
+    assert job_resources("composite", {"gpus": 3}, job_cpus=2) == {"num_cpus": 2, "num_gpus": 3}
+    assert job_resources("poses", {}, gpu_resource=GPU) == {"num_cpus": 1.0}
+
+
+def _wait_state(c: Client, job: str, state: str, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = c.status(job)
+        if info["state"] == state:
+            return info
+        time.sleep(0.05)
+    raise AssertionError(f"job {job} is {info['state']}, not {state}, after {timeout} s")
+
+
+def test_jobs_land_on_the_nodes_their_resources_allow(servers, cluster):
+    c = servers["ray"].client()
+    cpu_job = c.submit("sleep", {"seconds": 0.1, "steps": 2})
+    assert c.wait(cpu_job, timeout=120).content["state"] == "done"
+    assert c.status(cpu_job)["node"] == cluster["cpu"]
+
+    splats = servers["root"] / "scene.ply"
+    splats.write_bytes(b"ply\n")
+    gpu_job = c.submit("render", {"splats": str(splats), "cameras": str(splats)})
+    info = _wait_state(c, gpu_job, "running", 120)
+    assert info["node"] == cluster["gpu"]
+    c.cancel(gpu_job)
+    with pytest.raises(BackendError) as stopped:
+        c.wait(gpu_job, timeout=30)
+    assert stopped.value.code == "cancelled"
+
+    # Nothing fits: more GPUs than any node has, or a composite's CPU and GPU on one node.
+    for kind, params, need in [("reconstruct", {"solve_dir": str(servers["root"]), "gpus": 3}, f"3 {GPU}"),
+                               ("composite", {}, f"1 CPU and 1 {GPU}")]:
+        job = c.submit(kind, params)
+        with pytest.raises(BackendError) as info:
+            c.wait(job, timeout=30)
+        assert info.value.code == "job_failed" and f"no node of the Ray cluster has {need}" in info.value.message
+        assert "node" not in c.status(job)
+    c.close()
+
+
+def test_concurrent_jobs_from_several_clients_match_local_execution(servers, cluster):
+    params = [{"seconds": 0.05 * (i % 3), "steps": 2 + i, "result_mib": 0.01 * i} for i in range(8)]
+
+    def run_all(server) -> list:
+        results = [None] * len(params)
+
+        def client_loop(k):  # client k submits jobs k, k+4, ... and waits for each
+            c = server.client()
+            jobs = [(i, c.submit("sleep", params[i])) for i in range(k, len(params), 4)]
+            for i, job in jobs:
+                msg = c.wait(job, timeout=180)
+                results[i] = (msg.content["files"], msg.content["summary"],
+                              {n: np.array(a) for n, a in msg.arrays.items()}, c.status(job).get("node"))
+            c.close()
+
+        threads = [threading.Thread(target=client_loop, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(240)
+        return results
+
+    on_ray, local = run_all(servers["ray"]), run_all(servers["local"])
+    assert all(r is not None for r in on_ray + local)
+    for (files, summary, arrays, node), (lfiles, lsummary, larrays, lnode) in zip(on_ray, local):
+        assert files == lfiles and summary == lsummary and arrays.keys() == larrays.keys()
+        for name in arrays:
+            np.testing.assert_array_equal(arrays[name], larrays[name])
+        assert node == cluster["cpu"] and lnode is None
+
+
+def test_cancel_of_a_running_job_frees_its_resources_within_the_grace_period(servers, cluster):
+    c = servers["ray"].client()
+    jobs = [c.submit("sleep", {"seconds": 60, "steps": 600}) for _ in range(2)]  # both CPUs of the CPU node
+    for job in jobs:
+        _wait_state(c, job, "running", 120)
+    waiting = c.submit("sleep", {"seconds": 0.1, "steps": 2})
+    time.sleep(0.5)
+    assert c.status(waiting)["state"] == "queued"  # no CPU free
+    t0 = time.monotonic()
+    c.cancel(jobs[0])
+    with pytest.raises(BackendError) as info:
+        c.wait(jobs[0], timeout=30)
+    assert info.value.code == "cancelled" and time.monotonic() - t0 < CANCEL_GRACE_S + 1.0
+    cache = servers["ray"].server.cache_dir
+    assert not (cache / "jobs" / jobs[0] / "out").exists()
+    # The freed CPU goes to the waiting job; the other long job keeps running.
+    t_cancel = time.time() - (time.monotonic() - t0)
+    assert c.wait(waiting, timeout=60).content["state"] == "done"
+    print("waiting job started", c.status(waiting)["started"] - t_cancel, "s after the cancel")
+    assert c.status(jobs[1])["state"] == "running"
+    c.cancel(jobs[1])
+    with pytest.raises(BackendError):
+        c.wait(jobs[1], timeout=30)
+    c.close()
