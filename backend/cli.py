@@ -148,8 +148,9 @@ def cmd_jobs(args) -> int:
             print(f"fetched {len(result.content['files'])} files into {args.fetch}")
             return 0
         status = client.status(args.job_id)
-        for key in ("job_id", "kind", "state", "stage", "fraction", "error"):
-            print(f"{key}: {status.get(key)}")
+        for key in ("job_id", "kind", "state", "stage", "fraction", "error", "node"):
+            if key in status:
+                print(f"{key}: {status.get(key)}")
         return 0
 
 

@@ -112,7 +112,7 @@ def run_input(name: str, folder: Path, steps: int, device: str, ours: dict, eval
     dev = torch.device(device)
     solve, _, frames = load_solve_and_frames(folder / "solve", folder / "images", max_size, device,
                                              8.0, Progress())
-    row = {"input": name, "frames": len(solve.sources), "resolution": [frames.width, frames.height],
+    row = {"input": name, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "frames": len(solve.sources), "resolution": [frames.width, frames.height],
            "initial_points": int(len(solve.points)), "steps": steps}
     train_ids, hold = split_holdout(len(solve.sources), 8)
     hold = hold or train_ids

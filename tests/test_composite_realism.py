@@ -165,3 +165,23 @@ def test_shadow_darkens_like_the_truth(realism_run, i):
     # no shadow where the truth has none: the lit ground near the foot stays within a few
     # per cent of the footage, as in the truth
     assert abs(r["darkening_lit_composite"] - r["darkening_lit_truth"]) < 0.03, r
+
+
+def test_key_light_switch_on_the_command_line_and_in_params(tmp_path):
+    import argparse
+
+    from backend.jobs import composite as job
+    from backend.progress import JobError
+
+    video, product = tmp_path / "v.mp4", tmp_path / "p.glb"
+    video.write_bytes(b"")
+    product.write_bytes(b"")
+    p = argparse.ArgumentParser()
+    job.add_arguments(p)
+    off = job.params_from_args(p.parse_args([str(video), str(product), "--no-key-light"]))
+    on = job.params_from_args(p.parse_args([str(video), str(product)]))
+    assert job.request_from_params(off).settings.key_light is False
+    assert job.request_from_params(on).settings.key_light is True
+    with pytest.raises(JobError) as err:
+        job.request_from_params({**on, "key_light": "yes"})
+    assert err.value.code == "bad_params" and "key_light" in str(err.value)

@@ -1,9 +1,9 @@
 """Camera solve on a Blender (Cycles) render from backend.synthetic.make_clip.
 
 The hand-held clip is the session's shared render (``handheld_clip`` in conftest.py: 24 frames,
-2 Cycles samples, also used by the batch test), so this file costs a camera solve and a short
-pan render. Tolerances as in test_poses.py, from the image geometry: focal 266.7 px (30 mm lens on 36 mm, 320 px), so
-one pixel subtends 0.215 deg; the scene sits about 3 m from the camera (2.6 m horizontally,
+2 Cycles samples, also used by the batch test), so the hand-held test costs a camera solve; the
+pan test renders its own clip and is marked ``slow``. Tolerances as in test_poses.py, from the
+image geometry: focal 266.7 px (30 mm lens on 36 mm, 320 px), so one pixel subtends 0.215 deg; the scene sits about 3 m from the camera (2.6 m horizontally,
 1.4 m below), so a camera-centre error of 3 m / f = 1.1 cm shifts it by one pixel.
 """
 from __future__ import annotations
@@ -44,6 +44,7 @@ def test_blender_handheld(clip):
     assert np.abs(sol.matrix_world[:, 2, 3] * k - t[:, 2, 3]).max() < 3.0 / f
 
 
+@pytest.mark.slow  # its own 20-frame clip at 8 samples: at 2 samples the pan is not told from a translation
 def test_blender_pan_is_rotation_only(tmp_path_factory):
     from backend.synthetic import make_clip
 

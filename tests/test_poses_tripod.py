@@ -19,7 +19,7 @@ import pytest
 from backend.evaluation import raycast_scene
 from backend.evaluation.pose_metrics import pose_errors, rotation_angle_deg
 from backend.pipelines.poses.pipeline import SolveOptions, solve
-from backend.pipelines.poses.rotation import select_model
+from backend.pipelines.poses.rotation import detect_pure_rotation, select_model
 from backend.pipelines.poses.tracking import FrameObservations, Tracks
 from shared_protocol import camera_file
 
@@ -124,3 +124,29 @@ def test_model_selection_is_clip_wide_and_noise_independent(noise_px):
     moving = select_model(_synthetic_tracks(t, noise_px), keys, threshold)
     assert not moving.homography
     assert moving.sigma_px == pytest.approx(noise_px, rel=0.25)
+
+
+def test_translation_over_a_flat_floor_is_not_a_rotation():
+    """Over a plane every pair is a homography, so GRIC alone cannot tell; the joint
+    rotation-only fit must then miss the tracks. Camera 1.5 m above a floor seen 2-8 m ahead,
+    yawing 1 deg and moving 10 cm sideways per frame; the same without the travel is a tripod."""
+    rng = np.random.default_rng(0)
+    pts = np.stack([rng.uniform(-3, 3, 1500), np.full(1500, 1.5), rng.uniform(2, 8, 1500)], 1)
+
+    def floor(travel: float) -> Tracks:
+        tracks = Tracks(W, H)
+        for i in range(6):
+            a = np.radians(i * 1.0)
+            r = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+            v = (pts - [i * travel, 0, 0]) @ r.T
+            xy = F * v[:, :2] / v[:, 2:] + [W / 2, H / 2] + rng.normal(0, 0.1, (1500, 2))
+            ok = (xy[:, 0] > 0) & (xy[:, 0] < W) & (xy[:, 1] > 0) & (xy[:, 1] < H)
+            tracks.frames.append(FrameObservations(np.flatnonzero(ok), xy[ok],
+                                                   np.zeros((ok.sum(), 3), np.uint8)))
+        return tracks
+
+    stats: dict = {}
+    assert detect_pure_rotation(floor(0.1), list(range(6)), None, 0.5, stats) is None
+    assert stats["model_selection"]["model"] == "homography"
+    assert stats["model_selection"]["rotation_fit_rms_px"] > 1.5
+    assert detect_pure_rotation(floor(0.0), list(range(6)), None, 0.5) is not None

@@ -52,7 +52,7 @@ def cluster():
     gpu = c.add_node(num_cpus=0, resources={GPU: 2}, node_ip_address="127.0.0.1")
     cpu = c.add_node(num_cpus=2, node_ip_address="127.0.0.1")
     c.wait_for_nodes()
-    yield {"address": c.address, "gpu": gpu.unique_id, "cpu": cpu.unique_id}
+    yield {"address": c.address, "gpu": gpu.node_id, "cpu": cpu.node_id}
     c.shutdown()
 
 
@@ -92,9 +92,13 @@ def _wait_state(c: Client, job: str, state: str, timeout: float) -> dict:
 
 def test_jobs_land_on_the_nodes_their_resources_allow(servers, cluster):
     c = servers["ray"].client()
-    cpu_job = c.submit("sleep", {"seconds": 0.1, "steps": 2})
-    assert c.wait(cpu_job, timeout=120).content["state"] == "done"
+    cpu_job = c.submit("sleep", {"seconds": 0.5, "steps": 5})
+    seen = []
+    assert c.wait(cpu_job, timeout=120, on_progress=seen.append).content["state"] == "done"
     assert c.status(cpu_job)["node"] == cluster["cpu"]
+    fractions = [p["fraction"] for p in seen]  # progress flows back from the node, in order
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(fractions) >= 5
+    assert {"start", "sleep"} <= {p["stage"] for p in seen}
 
     splats = servers["root"] / "scene.ply"
     splats.write_bytes(b"ply\n")
@@ -153,9 +157,14 @@ def test_cancel_of_a_running_job_frees_its_resources_within_the_grace_period(ser
     jobs = [c.submit("sleep", {"seconds": 60, "steps": 600}) for _ in range(2)]  # both CPUs of the CPU node
     for job in jobs:
         _wait_state(c, job, "running", 120)
-    waiting = c.submit("sleep", {"seconds": 0.1, "steps": 2})
+    waiting = c.submit("sleep", {"seconds": 0.1, "steps": 7})  # parameters no earlier job had
     time.sleep(0.5)
     assert c.status(waiting)["state"] == "queued"  # no CPU free
+    dropped = c.submit("sleep", {"seconds": 0.1, "steps": 9})  # also waiting; cancelled before it runs
+    c.cancel(dropped)
+    with pytest.raises(BackendError) as info:
+        c.wait(dropped, timeout=30)
+    assert info.value.code == "cancelled" and "node" not in c.status(dropped)
     t0 = time.monotonic()
     c.cancel(jobs[0])
     with pytest.raises(BackendError) as info:
@@ -163,12 +172,27 @@ def test_cancel_of_a_running_job_frees_its_resources_within_the_grace_period(ser
     assert info.value.code == "cancelled" and time.monotonic() - t0 < CANCEL_GRACE_S + 1.0
     cache = servers["ray"].server.cache_dir
     assert not (cache / "jobs" / jobs[0] / "out").exists()
-    # The freed CPU goes to the waiting job; the other long job keeps running.
+    # The task's end (its result ref resolved: the cancelled event above) returns its CPU to Ray,
+    # which gives it to the waiting job (a fresh worker process); the other job runs on.
     t_cancel = time.time() - (time.monotonic() - t0)
     assert c.wait(waiting, timeout=60).content["state"] == "done"
-    print("waiting job started", c.status(waiting)["started"] - t_cancel, "s after the cancel")
+    assert c.status(waiting)["started"] > t_cancel and c.status(waiting)["node"] == cluster["cpu"]
     assert c.status(jobs[1])["state"] == "running"
     c.cancel(jobs[1])
     with pytest.raises(BackendError):
         c.wait(jobs[1], timeout=30)
+    c.close()
+
+
+@pytest.mark.parametrize("how, code, text", [("raise", "internal", "failed on purpose"),
+                                             ("segfault", "job_crashed", "worker process died")])
+def test_a_crashing_job_fails_alone_on_its_node(servers, cluster, how, code, text):
+    c = servers["ray"].client()
+    job = c.submit("sleep", {"seconds": 0.2, "steps": 4, "fail": how})
+    with pytest.raises(BackendError) as info:
+        c.wait(job, timeout=120)
+    assert info.value.code == code and text in info.value.message
+    assert c.status(job)["state"] == "failed"
+    ok = c.submit("sleep", {"seconds": 0.1, "steps": 3, "result_mib": 0.5})
+    assert c.wait(ok, timeout=120).content["state"] == "done"
     c.close()

@@ -162,7 +162,7 @@ class RayExecutor(Executor):
             num_cpus=0, max_restarts=-1,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=True)).remote()
         ray.get(self.hub.ping.remote(), timeout=120)
-        self.task = ray.remote(run_on_node)
+        self.task = ray.remote(max_calls=1, max_retries=0, retry_exceptions=False)(run_on_node)
         self.handles: dict[str, RayHandle] = {}
         self._nodes: tuple[float, list[dict]] = (0.0, [])
 
@@ -174,8 +174,7 @@ class RayExecutor(Executor):
                                    "message": f"no node of the Ray cluster has {_describe(opts)} for this {rec.kind} job",
                                    "hint": "add nodes with those resources or ask for fewer GPUs"})
             return handle
-        ref = self.task.options(**opts, max_calls=1, max_retries=0, retry_exceptions=False,
-                                name=f"splatstage-{rec.kind}-{rec.job_id[:8]}").remote(
+        ref = self.task.options(**opts, name=f"splatstage-{rec.kind}-{rec.job_id[:8]}").remote(
             rec.kind, rec.params, str(job_dir), rec.job_id, self.hub, self.cache_dir, __version__)
         handle = self.handles[rec.job_id] = RayHandle(rec.kind, ref)
         return handle

@@ -331,7 +331,15 @@ class Server:
             busy[slot] += units
 
     def _start(self, rec: JobRecord, slot: str, units: int = 1) -> None:
-        handle = self.executor.start(rec, self.store.job_dir(rec.job_id))
+        try:
+            handle = self.executor.start(rec, self.store.job_dir(rec.job_id))
+        except Exception as exc:  # the executor could not take the job (e.g. the Ray cluster is gone)
+            log.exception("starting job %s failed", rec.job_id)
+            self.store.finish(rec, "failed", error={"code": "internal", "message": f"{type(exc).__name__}: {exc}",
+                                                    "hint": "see the server's log"})
+            self._broadcast_error(rec)
+            self.watchers.pop(rec.job_id, None)
+            return
         run = self.running[rec.job_id] = Running(rec, handle, slot, units=units)
         if handle.started:
             self._mark_running(run)

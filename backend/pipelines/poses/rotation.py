@@ -327,8 +327,11 @@ def detect_pure_rotation(tracks: Tracks, keys: list[int], focal: float | None,
     Two tests, both over the whole clip: the GRIC model selection (:func:`select_model`) must
     prefer a homography, and the joint rotation-only fit of all keyframes (one direction per
     track, one rotation per keyframe, shared focal length and k1) must explain the tracks to
-    within ``max(3 noise_px, 6 sigma)`` RMS. The second test rejects a translating camera over a
-    planar scene, whose pairs a homography also explains. ``stats`` receives the selection.
+    within ``max(3 noise_px, 6 sigma)`` RMS (the floor allows for the drift of long tracks,
+    which pairs do not see). The second test rejects a camera translating over a planar scene,
+    whose pairs a homography also explains, once the rotation model misses the tracks by more
+    than that; a smaller translation over a plane passes as a rotation (the fit's RMS is in
+    ``stats``). ``stats`` receives the selection.
     """
     if len(keys) < 2:
         return None
