@@ -254,7 +254,7 @@ def test_reconstruct_from_a_real_camera_solve(tmp_path):
 def test_camera_refinement_moves_perturbed_cameras_towards_truth(tmp_path):
     """--refine-cameras: training cameras given 0.7 deg and 3 cm of error move back towards the
     truth (on 64 px wide frames 1 px is 1 deg: the mean rotation error must fall by more than
-    0.1 px, the translation error must fall); with refinement doing nothing both stay put."""
+    0.1 px, the translation error must fall), so a refinement that does nothing fails it."""
     from scipy.spatial.transform import Rotation
 
     from backend.pipelines.reconstruct.adjust import pose_change

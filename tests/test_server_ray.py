@@ -12,6 +12,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray keeps 127
 
 import threading  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -23,6 +24,7 @@ from backend.server.server import CANCEL_GRACE_S, Server, ServerConfig  # noqa: 
 from shared_protocol.client import BackendError, Client  # noqa: E402
 
 GPU = "gpu_stand_in"
+SAMPLES = Path(__file__).resolve().parents[1] / "backend" / "samples"
 
 
 class ThreadServer:
@@ -61,9 +63,9 @@ def servers(cluster, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ray")
     root = tmp / "root"
     root.mkdir()
-    on_ray = ThreadServer(ServerConfig(bind="tcp://127.0.0.1:0", cache_dir=tmp / "cache-ray", roots=[root],
+    on_ray = ThreadServer(ServerConfig(bind="tcp://127.0.0.1:0", cache_dir=tmp / "cache-ray", roots=[root, SAMPLES],
                                        ray_address=cluster["address"], ray_gpu_resource=GPU))
-    local = ThreadServer(ServerConfig(bind="tcp://127.0.0.1:0", cache_dir=tmp / "cache-local", roots=[root],
+    local = ThreadServer(ServerConfig(bind="tcp://127.0.0.1:0", cache_dir=tmp / "cache-local", roots=[root, SAMPLES],
                                       cpu_workers=2))
     yield {"ray": on_ray, "local": local, "root": root}
     on_ray.stop()
@@ -196,3 +198,32 @@ def test_a_crashing_job_fails_alone_on_its_node(servers, cluster, how, code, tex
     ok = c.submit("sleep", {"seconds": 0.1, "steps": 3, "result_mib": 0.5})
     assert c.wait(ok, timeout=120).content["state"] == "done"
     c.close()
+
+
+def test_a_camera_solve_on_the_cluster_equals_the_local_one(servers, cluster, tmp_path):
+    import json
+
+    params = {"input": str(SAMPLES / "sample_clip.mp4"), "stop": 12, "max_size": 240, "threads": 1}
+    out = {}
+    for name in ("ray", "local"):
+        c = servers[name].client()
+        job = c.submit("poses", params)
+        msg = c.wait(job, timeout=300)
+        files = {f["name"]: f for f in msg.content["files"]}
+        for f in files:
+            c.fetch_file(job, f, tmp_path / name / f)
+        out[name] = (files, {n: np.array(a) for n, a in msg.arrays.items()}, c.status(job).get("node"))
+        c.close()
+    (files, arrays, node), (lfiles, larrays, lnode) = out["ray"], out["local"]
+    assert "cameras.json" in files and files.keys() == lfiles.keys() and arrays.keys() == larrays.keys()
+    for name in files:
+        if name == "cameras.json":  # identical cameras; its stats hold run times and fit diagnostics
+            # whose last digits follow the BLAS thread count (Ray gives a task OMP_NUM_THREADS = its CPUs)
+            solved = [json.loads((tmp_path / where / name).read_text()) for where in ("ray", "local")]
+            stats = [s.pop("stats") for s in solved]
+            assert solved[0] == solved[1] and stats[0].keys() == stats[1].keys()
+        else:
+            assert files[name]["sha256"] == lfiles[name]["sha256"], name
+    for name in arrays:
+        np.testing.assert_array_equal(arrays[name], larrays[name])
+    assert node == cluster["cpu"] and lnode is None

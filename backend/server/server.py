@@ -135,7 +135,10 @@ class Server:
                 fds[fd] = run
                 poller.register(fd, zmq.POLLIN)
         events = dict(poller.poll(int(timeout_s * 1000)))
-        self.executor.poll()
+        try:
+            self.executor.poll()
+        except Exception:  # a lost cluster connection must not take the server down
+            log.exception("collecting job events failed")
         if self.socket in events:
             for _ in range(1000):
                 try:
