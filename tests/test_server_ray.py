@@ -16,8 +16,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-
-ray = pytest.importorskip("ray", reason="Ray is in the test extra: pip install -e '.[test]'")
+import ray  # noqa: E402,F401 (in the test extra: pip install -e '.[test]')
 
 from backend.server.executor_ray import job_resources  # noqa: E402
 from backend.server.server import CANCEL_GRACE_S, Server, ServerConfig  # noqa: E402
