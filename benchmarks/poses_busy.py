@@ -15,6 +15,7 @@ names a folder with ``clip.mp4`` and ``truth.json``.
 
     python benchmarks/poses_busy.py --machine cpu-2core --repeat 3
     python benchmarks/poses_busy.py --machine cpu-2core --code /tmp/older --label before
+    python benchmarks/poses_busy.py --machine cpu-2core --busy-session own --label "after, own session"
 
 ``--code`` solves with another checkout of the project (its ``backend`` package), so the
 numbers of an older version and of this one can sit in one results file under two labels.
@@ -100,12 +101,20 @@ def render_clip(clip: Path, frames: int, width: int, height: int) -> None:
     raycast_scene.write_clip(clip, path, 0.875 * width, width, height, supersample=1, video=True)
 
 
+def _autogroup() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip()
+    except OSError:
+        return None
+
+
 def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def start_busy(threads: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", BUSY, str(threads)], stdout=subprocess.PIPE, text=True)
+def start_busy(threads: int, own_session: bool = True) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", BUSY, str(threads)], stdout=subprocess.PIPE, text=True,
+                            start_new_session=own_session)
     line = proc.stdout.readline()
     if line.strip() != "ready":
         proc.kill()
@@ -133,9 +142,9 @@ def solve_once(code: Path, clip: Path, timeout: float) -> dict:
     return res
 
 
-def busy_alone(threads: int, seconds: float) -> dict:
+def busy_alone(threads: int, seconds: float, own_session: bool = True) -> dict:
     """The competitor's own speed with the machine to itself (apart from other load)."""
-    proc = start_busy(threads)
+    proc = start_busy(threads, own_session)
     time.sleep(seconds)
     return stop_busy(proc)
 
@@ -163,9 +172,11 @@ def markdown(res: dict) -> str:
              f"Machine: {res['host']['cpu']}, {res['host']['cores']} cores. Clip: {res['clip']['name']} "
              f"({res['clip']['width']}x{res['clip']['height']}, {res['clip']['frames']} frames, ray-cast "
              "hand-held walk, H.264). Competitor: a 2-thread PyTorch training loop (small conv net on "
-             "random data). Each repeat solves alone, then beside the competitor, each solve in a "
+             "random data), in its own session (another application) or in the benchmark's (shared). "
+             "Each repeat solves alone, then beside the competitor, each solve in a "
              "fresh process; medians over the repeats. Load averages (1, 5, 15 min) are those "
-             "around each run: other work on the machine raises them.", ""]
+             "around each run: other work on the machine raises them. Kernel autogroup scheduling "
+             f"(CPU shared per session first): {res['host'].get('sched_autogroup')}.", ""]
     for label, e in res["entries"].items():
         s = e["summary"]
         lines += [f"## {label}", "", e.get("note") or "", "",
@@ -185,8 +196,8 @@ def markdown(res: dict) -> str:
         lines.append(f"Load average around the runs: alone {[r['load_before'] for r in e['alone']]}, "
                      f"beside {[r['load_before'] for r in e['beside']]}.")
         comp = e["competitor"]
-        lines.append(f"Competitor steps/s: alone {comp['alone']['steps_per_s']}, beside the solves "
-                     f"{[c['steps_per_s'] for c in comp['beside']]}.")
+        lines.append(f"Competitor ({comp.get('session', 'shared')} session) steps/s: alone "
+                     f"{comp['alone']['steps_per_s']}, beside the solves {[c['steps_per_s'] for c in comp['beside']]}.")
         acc = e["alone"][0]
         lines += [f"Accuracy (first alone run): registered {acc['fraction_registered']}, median rotation "
                   f"error {round(acc['rot_err_deg_median'], 4)} deg, mean reprojection error "
@@ -203,6 +214,10 @@ def main(argv=None) -> int:
     ap.add_argument("--height", type=int, default=540)
     ap.add_argument("--repeat", type=int, default=3, help="solves alone and beside (default 3 each)")
     ap.add_argument("--busy-threads", type=int, default=2, help="the competitor's torch threads (default 2)")
+    ap.add_argument("--busy-session", choices=("own", "shared"), default="shared",
+                    help="run the competitor in the benchmark's session (default; as a local backend started "
+                         "by Blender shares Blender's session) or in its own: with the kernel's autogroup "
+                         "scheduling, CPU time is shared out per session first")
     ap.add_argument("--code", type=Path, default=ROOT, help="checkout whose solve runs (default: this one)")
     ap.add_argument("--label", default="after", help="name of this entry in the results (default 'after')")
     ap.add_argument("--machine", default=platform.node() or "unknown", help="name for the results files")
@@ -219,24 +234,27 @@ def main(argv=None) -> int:
     if not (args.clip / "truth.json").exists():
         render_clip(args.clip, args.frames, args.width, args.height)
     truth = json.loads((args.clip / "truth.json").read_text())
-    comp_alone = busy_alone(args.busy_threads, 10.0)
+    own = args.busy_session == "own"
+    comp_alone = busy_alone(args.busy_threads, 10.0, own)
     print("competitor alone", comp_alone, flush=True)
     alone, beside, comp_beside = [], [], []
     for i in range(args.repeat):
         alone.append(solve_once(args.code, args.clip, args.timeout))
         print("alone", json.dumps(alone[-1]), flush=True)
-        busy = start_busy(args.busy_threads)
+        busy = start_busy(args.busy_threads, own)
         try:
             beside.append(solve_once(args.code, args.clip, args.timeout))
         finally:
             comp_beside.append(stop_busy(busy))
         print("beside", json.dumps(beside[-1]), flush=True)
     entry = {"code": str(args.code.resolve()), "note": args.note, "alone": alone, "beside": beside,
-             "competitor": {"threads": args.busy_threads, "alone": comp_alone, "beside": comp_beside},
+             "competitor": {"threads": args.busy_threads, "session": args.busy_session, "alone": comp_alone,
+                            "beside": comp_beside},
              "summary": summarise(alone, beside), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     args.out.mkdir(parents=True, exist_ok=True)
     res = json.loads(path.read_text()) if path.exists() else {"entries": {}}
-    res.update({"machine": args.machine, "host": {"cpu": cpu_model(), "cores": os.cpu_count()},
+    res.update({"machine": args.machine, "host": {"cpu": cpu_model(), "cores": os.cpu_count(),
+                                                   "sched_autogroup": _autogroup()},
                 "clip": {"name": args.clip.name, "width": truth["width"], "height": truth["height"],
                          "frames": len(truth["frames"])}, "target_ratio": TARGET_RATIO})
     res["entries"][args.label] = entry

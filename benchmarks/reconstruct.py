@@ -190,12 +190,21 @@ def main(argv=None) -> int:
                     help="with --side-by-side: also train ours with these TrainConfig overrides "
                          "(the first run is always the job's defaults, labelled 'ours')")
     ap.add_argument("--eval-every", type=int, default=500, help="with --side-by-side: steps between evaluations")
+    ap.add_argument("--markdown-from", type=Path, metavar="JSON",
+                    help="rewrite the .md table of a side-by-side results file from its JSON")
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="with --side-by-side: also write a torch.profiler table of N steps of each trainer")
     ap.add_argument("--machine", default=None, help="machine label of the results file (default: from the device)")
     args = ap.parse_args(argv)
     import gsplat
 
+    if args.markdown_from:
+        import side_by_side
+
+        md = args.markdown_from.with_suffix(".md")
+        md.write_text(side_by_side.markdown(json.loads(args.markdown_from.read_text())))
+        print(md.read_text())
+        return 0
     if args.side_by_side:
         return side_by_side_main(args)
 

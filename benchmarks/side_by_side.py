@@ -178,16 +178,25 @@ def markdown(results: dict) -> str:
              f"- {results['steps']} steps; held-out PSNR/SSIM (every 8th frame); training seconds exclude "
              "evaluation; inputs: " + ", ".join(f"{r['input']} ({r['frames']} frames, "
                                                 f"{r['resolution'][0]}x{r['resolution'][1]})" for r in results["inputs"]),
-             "", "| input | run | PSNR (dB) | SSIM | train s | time vs recipe | s to recipe's PSNR | Gaussians | peak GPU GB |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "", "| input | run | PSNR (dB) | SSIM | train s | time vs recipe | s to recipe's PSNR | "
+             "that vs recipe's time | Gaussians | peak GPU GB | appearance (exposure spread) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["inputs"]:
         def fmt(v, f):
             return "-" if v is None else format(v, f)
+        rt = r["recipe_train_s"]
+
+        def frac(v):
+            return "-" if v is None else f"{v / rt:.2f}"
         lines.append(f"| {r['input']} | recipe | {r['recipe_psnr']:.2f} | {r['recipe_ssim']:.4f} | "
-                     f"{r['recipe_train_s']:.1f} | 1.00 | {fmt(r['recipe_s_to_recipe_psnr'], '.1f')} | "
-                     f"{r['recipe_gaussians']} | {fmt(r['recipe_peak_gb'], '.2f')} |")
+                     f"{rt:.1f} | 1.00 | {fmt(r['recipe_s_to_recipe_psnr'], '.1f')} | "
+                     f"{frac(r['recipe_s_to_recipe_psnr'])} | {r['recipe_gaussians']} | "
+                     f"{fmt(r['recipe_peak_gb'], '.2f')} | off |")
         for label, o in r["ours"].items():
+            app = "on" if o["appearance"] else "off"
+            if o.get("exposure_spread") is not None:
+                app += f" ({o['exposure_spread']:.4f})"
             lines.append(f"| {r['input']} | {label} | {o['psnr']:.2f} | {o['ssim']:.4f} | {o['train_s']:.1f} | "
-                         f"{o['train_s'] / r['recipe_train_s']:.2f} | {fmt(o['s_to_recipe_psnr'], '.1f')} | "
-                         f"{o['gaussians']} | {fmt(o['peak_gb'], '.2f')} |")
+                         f"{o['train_s'] / rt:.2f} | {fmt(o['s_to_recipe_psnr'], '.1f')} | "
+                         f"{frac(o['s_to_recipe_psnr'])} | {o['gaussians']} | {fmt(o['peak_gb'], '.2f')} | {app} |")
     return "\n".join(lines) + "\n"

@@ -85,17 +85,19 @@ def test_non_tty_log_of_a_real_job_has_progress_lines_with_an_eta(tmp_path):
 
     solve = analytic_solve(tmp_path / "solve", n_gaussians=200, n_frames=6, width=32, height=24, seed=1)
     log = tmp_path / "log.txt"
-    env = {**os.environ, "SPLATSTAGE_PROGRESS_INTERVAL": "0.2", "SPLATSTAGE_CACHE": str(tmp_path / "cache")}
+    env = {**os.environ, "SPLATSTAGE_PROGRESS_INTERVAL": "0.05", "SPLATSTAGE_CACHE": str(tmp_path / "cache")}
     with log.open("w") as err:
         proc = subprocess.run([sys.executable, "-m", "backend.cli", "reconstruct", str(solve), "-o",
-                               str(tmp_path / "out"), "--steps", "30", "--device", "cpu", "--sh-degree", "0",
+                               str(tmp_path / "out"), "--steps", "40", "--device", "cpu", "--sh-degree", "0",
                                "--threads", "1", "--checkpoint-every", "0"],
                               cwd=REPO, env=env, stderr=err, stdout=subprocess.PIPE, text=True, timeout=600)
     text = log.read_text()
     assert proc.returncode == 0, text
     train = [ln for ln in text.splitlines() if ln.startswith("reconstruct: train ")]
     assert len(train) >= 3, text  # more than the stage-change line: lines while training
-    assert any(re.search(r"stage eta \d+(m\d\ds|s)", ln) for ln in train), text
+    # the ETA of the whole job on every training line (the stage's own needs a second of the
+    # stage, which a fast machine may not give this job; its arithmetic is tested above)
+    assert all(re.search(r"eta \d+(m\d\ds|s); elapsed", ln) for ln in train[1:]), text
     assert "\r" not in text  # no terminal bar in a log
 
 
