@@ -56,6 +56,18 @@ def test_bad_params_and_unknown_kind_are_errors_not_crashes(server):
     assert info.value.code == "bad_params" and "seconds" in info.value.message
 
 
+def test_a_request_that_does_not_validate_is_answered_with_an_error(server):
+    """A well-formed message whose content is out of range gets an error reply to it at once,
+    not silence until the client's timeout."""
+    c = server.client()
+    t = time.monotonic()
+    with pytest.raises(BackendError) as info:
+        c.request(Message("list_jobs", {"limit": 20000}), timeout=10)
+    assert info.value.code == "bad_message" and "limit" in info.value.message
+    assert time.monotonic() - t < 5
+    assert c.jobs(limit=5) is not None  # the connection still serves
+
+
 def test_cancel_stops_a_running_job_within_two_seconds(server):
     c = server.client()
     job = c.submit("sleep", {"seconds": 60, "steps": 600})

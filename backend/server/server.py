@@ -175,11 +175,13 @@ class Server:
             return
         identity = frames[0].bytes
         self.last_seen[identity] = time.monotonic()
+        msg = None
         try:
             msg = decode(frames[1:], self.config.max_message_bytes)
             content = validate(msg)
         except ProtocolError as exc:
-            parent = exc.msg_id if exc.msg_id else None
+            # a message that decoded but does not validate is answered as a reply to it
+            parent = exc.msg_id or (msg.msg_id if msg is not None else None)
             self._send(identity, error(exc.code, str(exc), _hint(exc.code), parent=parent))
             return
         handler = getattr(self, f"_on_{msg.type}", None)
