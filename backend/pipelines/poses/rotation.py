@@ -63,10 +63,16 @@ def _bearings(xy: np.ndarray, f: float, c: np.ndarray) -> np.ndarray:
 
 
 def _pair_residual(xa, xb, f, c) -> tuple[float, np.ndarray]:
+    """Median transfer error (px) of the rotation best mapping ``xa`` to ``xb`` at focal ``f``,
+    and that rotation: fitted to all pairs, then again to those within 3 median errors (at least
+    1 px) of the first fit, so that a few tracks that jumped do not tilt it."""
     ba, bb = _bearings(xa, f, c), _bearings(xb, f, c)
     r = _kabsch(ba, bb)
-    proj = _project(r, ba, f, 0.0, c)
-    err = np.linalg.norm(proj - xb, axis=1)
+    err = np.linalg.norm(_project(r, ba, f, 0.0, c) - xb, axis=1)
+    inl = err < max(3.0 * float(np.median(err)), 1.0)
+    if 3 <= inl.sum() < len(err):
+        r = _kabsch(ba[inl], bb[inl])
+        err = np.linalg.norm(_project(r, ba, f, 0.0, c) - xb, axis=1)
     return float(np.median(err)), r
 
 
