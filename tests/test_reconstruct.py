@@ -322,16 +322,16 @@ def test_coarse_to_fine_schedule_trains(solve_dir, tmp_path):
     assert metrics["psnr_holdout"] >= 18.0 and metrics["psnr_holdout"] >= metrics["psnr_init"] + 5.0, metrics
 
 
-def test_downscaled_render_matches_the_pooled_full_render(solve_dir):
-    """The 1/2-size training render uses intrinsics scaled about the pixel-corner origin."""
+def _blob_trainer(solve_dir, seed: int):
+    """A Trainer on the solve whose splats are 30 random blobs 2 m in front of camera 3."""
     from backend.pipelines.reconstruct.frames import FrameStore
     from backend.pipelines.reconstruct.scene import load_solve
     from backend.pipelines.reconstruct.trainer import Trainer
 
     solve = load_solve(solve_dir)
     frames = FrameStore(torch.zeros(len(solve.sources), H, W, 3, dtype=torch.uint8), solve.K, W, H, True)
-    tr = Trainer(solve, frames, small_config(), torch.device("cpu"))
-    g = torch.Generator().manual_seed(0)
+    tr = Trainer(solve, frames, small_config(appearance="off"), torch.device("cpu"))
+    g = torch.Generator().manual_seed(seed)
     n = 30
     centre = torch.as_tensor(solve.c2w[3][:3, 3] - 2.0 * solve.c2w[3][:3, 2], dtype=torch.float32)
     p = lambda a: torch.nn.Parameter(a.float())  # noqa: E731
@@ -340,6 +340,12 @@ def test_downscaled_render_matches_the_pooled_full_render(solve_dir):
         "scales": p(torch.full((n, 3), math.log(0.12))), "quats": p(torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1)),
         "opacities": p(torch.full((n,), -1.0)), "sh0": p(torch.randn(n, 1, 3, generator=g)),
         "shN": p(torch.zeros(n, 3, 3))})
+    return tr
+
+
+def test_downscaled_render_matches_the_pooled_full_render(solve_dir):
+    """The 1/2-size training render uses intrinsics scaled about the pixel-corner origin."""
+    tr = _blob_trainer(solve_dir, seed=0)
     with torch.no_grad():
         full = tr.render([3])[0][0]
         half = tr.render([3], downscale=2)[0][0]
@@ -366,22 +372,7 @@ def test_resolution_schedule_rises_to_full_size():
 def test_fractional_downscale_render_matches_the_area_resampled_full_render(solve_dir):
     """A 1/1.6-size render (intrinsics scaled by the size ratio about the pixel-corner origin)
     equals the full render resampled by area to that size, up to the rasterizer's 0.3 px blur."""
-    from backend.pipelines.reconstruct.frames import FrameStore
-    from backend.pipelines.reconstruct.scene import load_solve
-    from backend.pipelines.reconstruct.trainer import Trainer
-
-    solve = load_solve(solve_dir)
-    frames = FrameStore(torch.zeros(len(solve.sources), H, W, 3, dtype=torch.uint8), solve.K, W, H, True)
-    tr = Trainer(solve, frames, small_config(appearance="off"), torch.device("cpu"))
-    g = torch.Generator().manual_seed(1)
-    n = 30
-    centre = torch.as_tensor(solve.c2w[3][:3, 3] - 2.0 * solve.c2w[3][:3, 2], dtype=torch.float32)
-    p = lambda a: torch.nn.Parameter(a.float())  # noqa: E731
-    tr.params = torch.nn.ParameterDict({
-        "means": p(centre + (torch.rand(n, 3, generator=g) - 0.5) * 1.5),
-        "scales": p(torch.full((n, 3), math.log(0.12))), "quats": p(torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1)),
-        "opacities": p(torch.full((n,), -1.0)), "sh0": p(torch.randn(n, 1, 3, generator=g)),
-        "shN": p(torch.zeros(n, 3, 3))})
+    tr = _blob_trainer(solve_dir, seed=1)
     with torch.no_grad():
         full = tr.render([3])[0][0]
         small = tr.render([3], downscale=1.6)[0][0]
