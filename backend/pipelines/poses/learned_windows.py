@@ -27,6 +27,8 @@ import pycolmap
 
 from backend.progress import JobError
 
+from .register import pnp_options
+
 #: Correspondences kept per frame for PnP (an even subsample of the pointmap grid).
 PNP_POINTS = 3000
 #: The focal fit's residual (fraction of the image's longer side) above which a pointmap is
@@ -207,12 +209,7 @@ def frame_poses(result: WindowResult, focal: float, width: int, height: int,
     PnP can place on its pointmap."""
     camera = pycolmap.Camera(model="SIMPLE_PINHOLE", width=int(width), height=int(height),
                              params=[focal, width / 2.0, height / 2.0])
-    est = pycolmap.AbsolutePoseEstimationOptions()
-    est.ransac.max_error = max_error_px
-    est.ransac.random_seed = 0
-    ref = pycolmap.AbsolutePoseRefinementOptions()
-    ref.refine_focal_length = False
-    ref.refine_extra_params = False
+    est, ref = pnp_options(max_error_px)
     c2w, errors = {}, {}
     for pos, fp in result.frames.items():
         if len(fp.xy) < 12:

@@ -11,6 +11,18 @@ from .sfm import position_of
 from .tracking import TrackLookup, Tracks
 
 
+def pnp_options(max_error_px: float):
+    """pycolmap's absolute-pose estimation and refinement options for a fixed, known camera:
+    RANSAC at ``max_error_px`` with a fixed seed, focal length and distortion not refined."""
+    est = pycolmap.AbsolutePoseEstimationOptions()
+    est.ransac.max_error = max_error_px
+    est.ransac.random_seed = 0
+    ref = pycolmap.AbsolutePoseRefinementOptions()
+    ref.refine_focal_length = False
+    ref.refine_extra_params = False
+    return est, ref
+
+
 def track_points(rec: pycolmap.Reconstruction, tracks: Tracks) -> dict[int, int]:
     """Map track id -> point3D id from the keyframes the model registered (majority vote)."""
     votes: dict[int, Counter] = defaultdict(Counter)
@@ -40,12 +52,7 @@ def register_frames(rec: pycolmap.Reconstruction, tracks: Tracks, track_to_point
     only seeds the bundle adjustment, which then uses every kept observation.
     """
     camera = next(iter(rec.cameras.values()))
-    est = pycolmap.AbsolutePoseEstimationOptions()
-    est.ransac.max_error = max_error_px
-    est.ransac.random_seed = 0
-    ref = pycolmap.AbsolutePoseRefinementOptions()
-    ref.refine_focal_length = False
-    ref.refine_extra_params = False
+    est, ref = pnp_options(max_error_px)
     existing = {t: p for t, p in track_to_point.items() if rec.exists_point3D(p)}
     lookup = TrackLookup(existing)
     xyz_of = {pid: rec.points3D[pid].xyz for pid in set(existing.values())}
@@ -143,12 +150,7 @@ def register_by_retracking(rec: pycolmap.Reconstruction, positions: list[int], l
 
     camera = next(iter(rec.cameras.values()))
     by_pos = {position_of(im.name): im for im in rec.images.values() if im.has_pose}
-    est = pycolmap.AbsolutePoseEstimationOptions()
-    est.ransac.max_error = max_error_px
-    est.ransac.random_seed = 0
-    ref = pycolmap.AbsolutePoseRefinementOptions()
-    ref.refine_focal_length = False
-    ref.refine_extra_params = False
+    est, ref = pnp_options(max_error_px)
     lk = dict(winSize=(window, window), maxLevel=levels,
               criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
     sx, sy = scale
