@@ -147,6 +147,10 @@ def side_by_side_main(args) -> int:
                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "torch": torch.__version__, "gsplat": gsplat.__version__, "device": args.device,
                "steps": steps, "inputs": []}
+    if args.device.startswith("cuda"):  # which SSIM kernels both trainers ran
+        from backend.pipelines.reconstruct import ssim_fused
+
+        results["ssim_kernels"] = "triton" if ssim_fused._triton() is not None else "pytorch"
     stem = f"reconstruct-side-by-side-{label}"
     for folder in args.side_by_side:
         row = side_by_side.run_input(folder.name, folder, steps, args.device, ours, args.eval_every,

@@ -174,7 +174,8 @@ def run_input(name: str, folder: Path, steps: int, device: str, ours: dict, eval
 
 def markdown(results: dict) -> str:
     lines = [f"# Reconstruction side by side with gsplat's standard recipe: {results['machine']}", "",
-             f"- date: {results['date']}; torch {results['torch']}, gsplat {results['gsplat']}",
+             f"- date: {results['date']}; torch {results['torch']}, gsplat {results['gsplat']}"
+             + (f"; SSIM loss kernels: {results['ssim_kernels']} (both trainers)" if results.get("ssim_kernels") else ""),
              f"- {results['steps']} steps; held-out PSNR/SSIM (every 8th frame); training seconds exclude "
              "evaluation; inputs: " + ", ".join(f"{r['input']} ({r['frames']} frames, "
                                                 f"{r['resolution'][0]}x{r['resolution'][1]})" for r in results["inputs"]),

@@ -25,10 +25,15 @@ class FrameStore:
     width: int
     height: int
     on_device: bool
+    alphas: torch.Tensor | None = None  # [F,H,W,1] uint8 target coverage (object views), or None
 
     def get(self, i: int, device: torch.device) -> torch.Tensor:
         """Frame ``i`` as float32 [H,W,3] in [0,1] on ``device``."""
         return self.images[i].to(device, non_blocking=True).float() / 255.0
+
+    def get_alpha(self, i: int, device: torch.device) -> torch.Tensor:
+        """Target coverage of frame ``i`` as float32 [H,W,1] in [0,1] (needs ``alphas``)."""
+        return self.alphas[i].to(device, non_blocking=True).float() / 255.0
 
 
 def training_size(width: int, height: int, max_size: int | None) -> tuple[int, int, float]:

@@ -22,6 +22,7 @@ import torch
 from backend.progress import JobError, Progress
 
 from ..splats_io import SH_C0, Splats
+from .adam_step import adam_step
 from .adjust import EXPOSURE_SPREAD_ON, Appearance, CameraAdjust, exposure_spread, pose_change
 from .frames import FrameStore
 from .losses import photometric_loss, psnr, ssim
@@ -61,6 +62,7 @@ class TrainConfig:
     resolution_start: float = 0.25
     resolution_full_at: float = 0.5
     densify: dict = field(default_factory=dict)
+    alpha_lambda: float = 0.0  # weight of L1(rendered alpha, frames.alphas) when the frames carry alphas
 
     def __post_init__(self):
         if isinstance(self.appearance, bool):
@@ -88,6 +90,8 @@ class TrainConfig:
         d = asdict(self)
         for k in ("checkpoint_every", "eval_every", "cpu_threads"):
             d.pop(k)
+        if not d["alpha_lambda"]:
+            d.pop("alpha_lambda")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -334,8 +338,8 @@ class Trainer:
         base = 1.6e-4 * self.scene_scale * self.cfg.lr_scale
         return base * (0.01 ** (step / max(1, self.cfg.steps)))
 
-    def _target(self, i: int, downscale: float) -> torch.Tensor:
-        gt = self.frames.get(i, self.device)
+    def _target(self, i: int, downscale: float, alpha: bool = False) -> torch.Tensor:
+        gt = (self.frames.get_alpha if alpha else self.frames.get)(i, self.device)
         if downscale == 1:
             return gt
         w, h = _scaled(gt.shape[1], gt.shape[0], downscale)
@@ -360,6 +364,8 @@ class Trainer:
             img = self.appearance(img, i)
         self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, step, info)
         loss = photometric_loss(img, gt, cfg.ssim_lambda)
+        if cfg.alpha_lambda and self.frames.alphas is not None:
+            loss = loss + cfg.alpha_lambda * torch.abs(alpha[0] - self._target(i, ds, alpha=True)).mean()
         if cfg.strategy == "mcmc":
             loss = loss + 0.01 * torch.sigmoid(self.params["opacities"]).mean() \
                 + 0.01 * torch.exp(self.params["scales"]).mean()
@@ -367,9 +373,7 @@ class Trainer:
         lr = self._means_lr(step)
         for g in self.optimizers["means"].param_groups:
             g["lr"] = lr
-        for o in self.optimizers.values():
-            o.step()
-            o.zero_grad(set_to_none=True)
+        adam_step(self.optimizers.values())
         if self.use_appearance:
             self.app_opt.step()
             self.app_opt.zero_grad(set_to_none=True)
@@ -389,6 +393,7 @@ class Trainer:
         if not self.train_ids:
             raise JobError("no training frames", code="bad_input")
         resumed = self.load_checkpoint()
+        self.resumed_from = self.step  # steps this run did not train (restored from the checkpoint)
         progress.stage("train", f"resumed at step {self.step}" if resumed else "training")
         if self.step == 0:
             ev = self.evaluate()
@@ -444,6 +449,7 @@ def train(solve: Solve, frames: FrameStore, cfg: TrainConfig, device: str | torc
     metrics = {
         "psnr_holdout": ev["psnr"], "ssim_holdout": ev["ssim"],
         "psnr_init": init_psnr, "train_seconds": tr.train_seconds, "steps": cfg.steps,
+        "resumed_from_step": tr.resumed_from, "steps_trained": cfg.steps - tr.resumed_from,
         "num_gaussians": int(len(tr.params["means"])),
         "peak_gpu_mem_gb": (torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None),
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
