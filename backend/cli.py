@@ -35,7 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "or 'local' for a private one on this host (needs splatstage[cluster]; docs/cluster.md)")
     s.add_argument("--ray-job-cpus", type=float, default=1.0, help="CPUs a CPU job asks Ray for (default 1)")
     s.add_argument("--ray-gpu-resource", default="GPU",
-                   help="Ray resource that stands for one GPU (default GPU: Ray's num_gpus)")
+                   help="Ray resource that stands for one GPU (default GPU: Ray's num_gpus; CPU: a CPU-only "
+                        "cluster, GPU kinds take CPUs)")
+    s.add_argument("--ray-retries", type=int, default=2, metavar="N",
+                   help="times a job whose Ray node dies is run again on another node (default 2)")
 
     k = sub.add_parser("keys", help="generate a CURVE key pair")
     k.add_argument("--dir", type=Path, default=default_cache() / "keys")
@@ -53,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-o", "--output", type=Path, default=Path("out/demo"))
     d.add_argument("--backend", help="run on a job server instead of in this process")
 
+    from backend.batch import add_arguments as add_batch_arguments
+
+    add_batch_arguments(sub.add_parser("batch", help="run many shots (solve -> reconstruct -> composite) on a job "
+                                                     "server; resumable (docs/cluster.md#batch)"))
     add_pipeline_parsers(sub)
     return p
 
@@ -77,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_keys(args)
         if args.command == "jobs":
             return cmd_jobs(args)
+        if args.command == "batch":
+            from backend.batch import cmd_batch
+
+            return cmd_batch(args)
         if args.command == "demo":
             from backend.demo import run_demo
 
@@ -101,7 +112,8 @@ def cmd_serve(args) -> int:
                           gpu_workers=args.gpu_workers, cpu_workers=args.cpu_workers,
                           max_message_bytes=args.max_message_mib << 20, curve_secret=args.curve_secret,
                           curve_clients=args.curve_clients, ray_address=args.ray,
-                          ray_job_cpus=args.ray_job_cpus, ray_gpu_resource=args.ray_gpu_resource)
+                          ray_job_cpus=args.ray_job_cpus, ray_gpu_resource=args.ray_gpu_resource,
+                          ray_node_retries=args.ray_retries)
     server = Server(config)
     import signal
 

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-PIPELINES = ("poses", "scale", "reconstruct", "render", "stereo", "composite")
+PIPELINES = ("poses", "scale", "reconstruct", "render", "stereo", "composite", "product", "scene")
 
 
 #: Seconds between progress lines in a log (stderr not a terminal); the environment variable

@@ -13,7 +13,8 @@ import sys
 bpy = sys.modules.get("bpy")
 
 if bpy is not None:
-    from . import camera_paths_bpy, operators, panels, preferences, properties, render_ops, set_scale_bpy
+    from . import camera_paths_bpy, operators, panels, preferences, properties, queue_ops, render_ops, set_scale_bpy
+    from . import product_photo_ops, scene_ops
     from .blender import link_state
     from .splats import operators as splat_operators
 
@@ -23,9 +24,12 @@ if bpy is not None:
         *operators.classes,
         *set_scale_bpy.classes,
         *render_ops.classes,
+        *queue_ops.classes,
         *splat_operators.classes,
         *camera_paths_bpy.classes,
         *panels.classes,
+        *scene_ops.classes,
+        *product_photo_ops.classes,
     )
 
 
@@ -33,6 +37,8 @@ def register() -> None:
     for cls in classes:
         bpy.utils.register_class(cls)
     properties.register_props()
+    scene_ops.register_props()
+    product_photo_ops.register_props()
     bpy.types.STATUSBAR_HT_header.append(panels.draw_status_bar)
 
 
@@ -40,5 +46,7 @@ def unregister() -> None:
     link_state.shutdown()
     bpy.types.STATUSBAR_HT_header.remove(panels.draw_status_bar)
     properties.unregister_props()
+    product_photo_ops.unregister_props()
+    scene_ops.unregister_props()
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)

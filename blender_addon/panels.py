@@ -200,6 +200,7 @@ class SPLATSTAGE_PT_render(_Panel, bpy.types.Panel):
         col.prop(s, "render_device")
         col.prop(s, "render_output")
         col.operator("splatstage.render_composite", icon="RENDER_ANIMATION")
+        col.operator("splatstage.submit_shot", icon="EXPORT")
         draw_job(col, STATE.job_of_kind("composite"))
         _draw_result(col, s.render_result)
         col.separator()

@@ -55,6 +55,41 @@ def handheld_clip(tmp_path_factory) -> dict[str, Path]:
                      frames=24, samples=2, seed=11, timeout=600)
 
 
+#: The custom Ray resource that stands for a GPU on the session's Ray cluster (``ray_cluster``).
+RAY_GPU = "gpu_stand_in"
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One real Ray cluster on this host for the whole session (``ray.cluster_utils.Cluster``,
+    every process on 127.0.0.1): a head without CPUs, a "GPU" node with two units of
+    ``RAY_GPU`` and no CPUs, and a CPU node with two CPUs. Servers attach to it with
+    ``--ray ADDRESS --ray-gpu-resource gpu_stand_in``; tests may add nodes and must remove them."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray keeps 127.0.0.1 addresses as they are
+    from types import SimpleNamespace
+
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "node_ip_address": "127.0.0.1",
+                                                      "include_dashboard": False})
+    gpu = c.add_node(num_cpus=0, resources={RAY_GPU: 2}, node_ip_address="127.0.0.1")
+    cpu = c.add_node(num_cpus=2, node_ip_address="127.0.0.1")
+    c.wait_for_nodes()
+    yield SimpleNamespace(cluster=c, address=c.address, gpu=gpu.node_id, cpu=cpu.node_id,
+                          server_args=("--ray", c.address, "--ray-gpu-resource", RAY_GPU))
+    import ray
+
+    ray.shutdown()  # a driver in this process (a server's thread) must let go before the head stops
+    c.shutdown()
+
+
+@pytest.fixture(params=["local", "ray"])
+def executor(request) -> tuple[str, ...]:
+    """The ``serve`` arguments of each executor, for tests that run once with each: none (local
+    worker processes), or ``--ray`` on the session's Ray cluster."""
+    return request.getfixturevalue("ray_cluster").server_args if request.param == "ray" else ()
+
+
 def pytest_runtest_setup(item):
     """Every ``gpu`` test skips cleanly where torch sees no CUDA device (scripts/gpu_check.sh runs them)."""
     if item.get_closest_marker("gpu") is not None:

@@ -154,7 +154,7 @@ def test_no_import_cycles_in_backend_and_shared_protocol():
 #: The backend's floors above the pipelines (everything else in backend/ is floor 2: progress,
 #: results, media, evaluation, synthetic truth, pipelines, models).
 FLOORS = {3: ("backend.jobs", "backend.runner", "backend.server"),
-          4: ("backend.pipeline_cli", "backend.demo", "backend.cli")}
+          4: ("backend.pipeline_cli", "backend.demo", "backend.batch", "backend.cli")}
 
 
 def floor(name: str) -> int:

@@ -1,10 +1,11 @@
 """The job server with its jobs on a real Ray cluster on this host (``serve --ray``).
 
-One cluster for the module (``ray.cluster_utils.Cluster``, every process on 127.0.0.1): a head
-without CPUs (the server's node), a "GPU" node with two units of a custom resource standing in
-for GPUs and no CPUs, and a CPU node with two CPUs. So CPU jobs can only run on the CPU node
-and GPU jobs only on the GPU node, which the ``node`` field in the job's info must show.
-The same jobs also run on a server with local worker processes, and their results must match.
+The session's cluster (``ray_cluster`` in conftest.py: ``ray.cluster_utils.Cluster``, every
+process on 127.0.0.1): a head without CPUs (the server's node), a "GPU" node with two units of
+a custom resource standing in for GPUs and no CPUs, and a CPU node with two CPUs. So CPU jobs
+can only run on the CPU node and GPU jobs only on the GPU node, which the ``node`` field in the
+job's info must show (a composite, which needs both, only on a node added with both). The same
+jobs also run on a server with local worker processes, and their results must match.
 """
 import os
 
@@ -22,7 +23,8 @@ from backend.server.executor_ray import job_resources  # noqa: E402
 from backend.server.server import CANCEL_GRACE_S, Server, ServerConfig  # noqa: E402
 from shared_protocol.client import BackendError, Client  # noqa: E402
 
-GPU = "gpu_stand_in"
+from tests.conftest import RAY_GPU as GPU  # noqa: E402
+
 SAMPLES = Path(__file__).resolve().parents[1] / "backend" / "samples"
 
 
@@ -45,23 +47,20 @@ class ThreadServer:
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    from ray.cluster_utils import Cluster
-
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "node_ip_address": "127.0.0.1",
-                                                      "include_dashboard": False})
-    gpu = c.add_node(num_cpus=0, resources={GPU: 2}, node_ip_address="127.0.0.1")
-    cpu = c.add_node(num_cpus=2, node_ip_address="127.0.0.1")
-    c.wait_for_nodes()
-    yield {"address": c.address, "gpu": gpu.node_id, "cpu": cpu.node_id}
-    c.shutdown()
+def cluster(ray_cluster):
+    return {"address": ray_cluster.address, "gpu": ray_cluster.gpu, "cpu": ray_cluster.cpu}
 
 
 @pytest.fixture(scope="module")
 def servers(cluster, tmp_path_factory):
+    from backend.runner import run_job
+
     tmp = tmp_path_factory.mktemp("ray")
     root = tmp / "root"
     root.mkdir()
+    # a small real camera solve, the input of the tiny real jobs (``scale``) below
+    run_job("poses", {"input": str(SAMPLES / "sample_clip.mp4"), "stop": 8, "max_size": 160, "threads": 1},
+            root / "solve")
     on_ray = ThreadServer(ServerConfig(bind="tcp://127.0.0.1:0", cache_dir=tmp / "cache-ray", roots=[root, SAMPLES],
                                        ray_address=cluster["address"], ray_gpu_resource=GPU))
     local = ThreadServer(ServerConfig(bind="tcp://127.0.0.1:0", cache_dir=tmp / "cache-local", roots=[root, SAMPLES],
@@ -79,6 +78,11 @@ def test_each_kind_asks_ray_for_the_resources_of_its_stages():
     assert job_resources("stereo", {}, gpu_resource=GPU) == {"num_cpus": 0, "resources": {GPU: 1}}
     assert job_resources("composite", {"gpus": 3}, job_cpus=2) == {"num_cpus": 2, "num_gpus": 3}
     assert job_resources("poses", {}, gpu_resource=GPU) == {"num_cpus": 1.0}
+    # a CPU-only cluster: GPU kinds take CPUs; a composite's stages run in turn, so the larger count
+    assert job_resources("reconstruct", {"gpus": 2}, gpu_resource="CPU") == {"num_cpus": 2}
+    assert job_resources("render", {}, gpu_resource="CPU") == {"num_cpus": 1}
+    assert job_resources("poses", {}, job_cpus=3, gpu_resource="CPU") == {"num_cpus": 3}
+    assert job_resources("composite", {"gpus": 1}, job_cpus=2, gpu_resource="CPU") == {"num_cpus": 2}
 
 
 def _wait_state(c: Client, job: str, state: str, timeout: float) -> dict:
@@ -91,7 +95,7 @@ def _wait_state(c: Client, job: str, state: str, timeout: float) -> dict:
     raise AssertionError(f"job {job} is {info['state']}, not {state}, after {timeout} s")
 
 
-def test_jobs_land_on_the_nodes_their_resources_allow(servers, cluster):
+def test_jobs_land_on_the_nodes_their_resources_allow(servers, cluster, ray_cluster):
     c = servers["ray"].client()
     cpu_job = c.submit("sleep", {"seconds": 0.5, "steps": 5})
     seen = []
@@ -111,6 +115,17 @@ def test_jobs_land_on_the_nodes_their_resources_allow(servers, cluster):
         c.wait(gpu_job, timeout=30)
     assert stopped.value.code == "cancelled"
 
+    # Every other kind: each job starts on the node its resources allow (then fails at once on
+    # its dummy input; the node it ran on stays in its info).
+    root = str(servers["root"])
+    for kind, params, node in [("poses", {"input": str(splats)}, "cpu"), ("scale", {"solve": root}, "cpu"),
+                               ("reconstruct", {"solve_dir": root, "device": "cpu"}, "gpu"),
+                               ("stereo", {"input": str(splats)}, "gpu")]:
+        job = c.submit(kind, params)
+        with pytest.raises(BackendError):
+            c.wait(job, timeout=120)
+        assert c.status(job)["node"] == cluster[node], kind
+
     # Nothing fits: more GPUs than any node has, or a composite's CPU and GPU on one node.
     for kind, params, need in [("reconstruct", {"solve_dir": str(servers["root"]), "gpus": 3}, f"3 {GPU}"),
                                ("composite", {}, f"1 CPU and 1 {GPU}")]:
@@ -119,25 +134,39 @@ def test_jobs_land_on_the_nodes_their_resources_allow(servers, cluster):
             c.wait(job, timeout=30)
         assert info.value.code == "job_failed" and f"no node of the Ray cluster has {need}" in info.value.message
         assert "node" not in c.status(job)
+
+    # A node with both: the composite lands there.
+    both = ray_cluster.cluster.add_node(num_cpus=1, resources={GPU: 1}, node_ip_address="127.0.0.1")
+    ray_cluster.cluster.wait_for_nodes()
+    try:
+        job = c.submit("composite", {"video": str(splats), "product": str(splats)})
+        with pytest.raises(BackendError):
+            c.wait(job, timeout=120)
+        assert c.status(job)["node"] == both.node_id
+    finally:
+        ray_cluster.cluster.remove_node(both)
     c.close()
 
 
 def test_concurrent_jobs_from_several_clients_match_local_execution(servers, cluster):
-    params = [{"seconds": 0.05 * (i % 3), "steps": 2 + i, "result_mib": 0.01 * i} for i in range(8)]
+    # 20 jobs: 16 sleeps and 4 re-scalings of a real camera solve (a tiny real kind)
+    solve = str(servers["root"] / "solve")
+    jobs = [("scale", {"solve": solve, "camera_height": 1.0 + 0.25 * i}) if i % 5 == 4 else
+            ("sleep", {"seconds": 0.05 * (i % 3), "steps": 2 + i, "result_mib": 0.01 * i}) for i in range(20)]
 
     def run_all(server) -> list:
-        results = [None] * len(params)
+        results = [None] * len(jobs)
 
-        def client_loop(k):  # client k submits jobs k, k+4, ... and waits for each
+        def client_loop(k):  # client k submits jobs k, k+5, ... at once, then waits for each
             c = server.client()
-            jobs = [(i, c.submit("sleep", params[i])) for i in range(k, len(params), 4)]
-            for i, job in jobs:
+            submitted = [(i, c.submit(*jobs[i])) for i in range(k, len(jobs), 5)]
+            for i, job in submitted:
                 msg = c.wait(job, timeout=180)
                 results[i] = (msg.content["files"], msg.content["summary"],
                               {n: np.array(a) for n, a in msg.arrays.items()}, c.status(job).get("node"))
             c.close()
 
-        threads = [threading.Thread(target=client_loop, args=(k,)) for k in range(4)]
+        threads = [threading.Thread(target=client_loop, args=(k,)) for k in range(5)]
         for t in threads:
             t.start()
         for t in threads:

@@ -11,7 +11,7 @@ from backend.progress import JobError
 
 
 def test_missing_inpainting_model_names_the_folder(tmp_path):
-    from backend.pipelines.stereo.inpaint_model import DiffusersInpainter
+    from backend.models.inpaint import DiffusersInpainter
 
     with pytest.raises(JobError, match="model_index.json") as e:
         DiffusersInpainter(tmp_path)
@@ -52,7 +52,7 @@ def build_tiny_pipeline(folder):
 
 @pytest.mark.filterwarnings("ignore")
 def test_tiny_random_pipeline_loads_and_fills_only_holes(tmp_path):
-    from backend.pipelines.stereo.inpaint_model import DiffusersInpainter
+    from backend.models.inpaint import DiffusersInpainter
     from backend.pipelines.stereo.pipeline import WarpSettings, synthesize
 
     with warnings.catch_warnings():

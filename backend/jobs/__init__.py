@@ -73,3 +73,9 @@ register(JobKind("composite", "backend.jobs.composite:run",
                  "Product GLB composited into footage.",
                  path_params=("video", "product", "solve", "reconstruction", "work_dir", "camera_path"),
                  device="gpu"))
+register(JobKind("scene", "backend.jobs.scene:run",
+                 "A splat scene from one photo (or 2-8 photos of one place).",
+                 path_params=("images", "weights"), device="gpu"))
+register(JobKind("product", "backend.jobs.product:run",
+                 "A product (splats, mesh, turntable) from one photo.",
+                 path_params=("photo", "weights"), device="gpu"))

@@ -35,7 +35,9 @@ DEVICES = ("auto", "cpu", "cuda")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("video", type=Path, help="the footage (video file or image folder)")
+    p.add_argument("video", type=Path,
+                   help="the footage (video file or image folder), or a scene folder made by `splatstage scene` "
+                        "(its views are the footage, its cameras the solve, its splats the reconstruction)")
     p.add_argument("product", type=Path, help="the product model (.glb)")
     p.add_argument("--at-pixel", metavar="U,V",
                    help="place the product where the ground meets this pixel (default: centre of the lower third)")
@@ -159,6 +161,7 @@ def request_from_params(params: dict):
             raise _bad(f"{key} is required")
         if not Path(params[key]).exists():
             raise JobError(f"composite: {key} not found: {params[key]}", "bad_input")
+    params = _scene_folder(params)
     for key in ("solve", "reconstruction", "work_dir"):
         if params.get(key) is not None and not isinstance(params[key], str):
             raise _bad(f"{key} must be a folder path")
@@ -192,6 +195,22 @@ def request_from_params(params: dict):
         work_dir=Path(params["work_dir"]) if params.get("work_dir") else None,
         max_frames=_int(params, "max_frames", 1, 10_000_000), stereo=_stereo(params),
         camera_path=Path(cam_path) if cam_path else None, scale=_scale(params))
+
+
+def _scene_folder(params: dict) -> dict:
+    """A scene folder (``splatstage scene``: scene.json, cameras.json, splats.ply, frames/) given
+    as the footage: its views are the footage, its folder the solve and the reconstruction
+    unless they are given."""
+    from backend.pipelines.scene.outputs import FRAMES_DIR, SCENE_FILE
+
+    folder = Path(params["video"])
+    if not (folder.is_dir() and (folder / SCENE_FILE).is_file()):
+        return params
+    for name in ("cameras.json", "splats.ply", FRAMES_DIR):
+        if not (folder / name).exists():
+            raise JobError(f"composite: scene folder {folder} lacks {name}", "bad_input")
+    return {**params, "video": str(folder / FRAMES_DIR), "solve": params.get("solve") or str(folder),
+            "reconstruction": params.get("reconstruction") or str(folder)}
 
 
 def _scale(params: dict):

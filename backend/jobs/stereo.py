@@ -191,7 +191,7 @@ def run(params: dict, out_dir: Path, progress: Progress) -> JobResult:
     depth_fn, focal, depth_desc = _depth_fn(p, settings, info.height, info.width, sources)
     inpainter = None
     if settings.fill == "diffusers":
-        from backend.pipelines.stereo.inpaint_model import DiffusersInpainter
+        from backend.models.inpaint import DiffusersInpainter
 
         inpainter = DiffusersInpainter(Path(p.get("weights") or DEFAULT_WEIGHTS),
                                        device="cpu" if settings.device == "numpy" else settings.device)

@@ -81,3 +81,26 @@ class OraclePointmaps:
         pts = [s * (self.world_points(p) - ref[:3, 3]) @ ref[:3, :3] @ BLENDER_TO_OPENCV
                for p in positions]
         return np.array(pts, np.float32), np.ones((len(positions), *self.input_size), np.float32)
+
+
+class OracleMultiview:
+    """A multi-view model (:mod:`.multiview`) that hands back given renders of a known object
+    at its views' fixed poses, whatever photo it is shown."""
+
+    def __init__(self, views, rgba: np.ndarray):
+        self.views, self.rgba = views, np.asarray(rgba)
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        return self.rgba
+
+
+class OracleViewDepth:
+    """True planar depth of the view it is given (looked up by :func:`frame_key` of its RGB)."""
+
+    output, metric = "depth", True
+
+    def __init__(self, rgba: np.ndarray, depth: np.ndarray):
+        self.maps = {frame_key(np.ascontiguousarray(v[..., :3])): d for v, d in zip(rgba, depth)}
+
+    def __call__(self, rgb: np.ndarray, focal_px: float | None = None) -> np.ndarray:
+        return self.maps[frame_key(np.ascontiguousarray(rgb))]

@@ -52,6 +52,8 @@ class ServerConfig:
     #: Ray resources: CPUs a CPU job asks for, and the resource that stands for one GPU.
     ray_job_cpus: float = 1.0
     ray_gpu_resource: str = "GPU"
+    #: Times a job whose Ray node died is run again on another node before it fails.
+    ray_node_retries: int = 2
 
 
 @dataclass
@@ -370,6 +372,14 @@ class Server:
         if kind == "started":
             if run.cancel_deadline is None:
                 self._mark_running(run)
+            if rec.state == "running" and rec.node != run.handle.node:  # a retry started on another node
+                rec.node = run.handle.node
+                self.store.save(rec)
+        elif kind == "retry":  # its node died; the executor runs it again (executor_ray.py)
+            rec.retries, rec.node = int(event.get("retries", rec.retries + 1)), None
+            self.store.save(rec)
+            self._broadcast(rec, Message("progress", {"stage": "retry", "fraction": rec.fraction,
+                                                      "message": str(event.get("message", ""))}, job_id=rec.job_id))
         elif kind == "progress":
             if run.cancel_deadline is not None:
                 return
@@ -393,6 +403,8 @@ class Server:
 
     def _finish(self, run: Running) -> None:
         rec, final = run.rec, run.final or {}
+        if rec.started is not None and run.handle.node:  # where it ended (its "started" event may be lost)
+            rec.node = run.handle.node
         if run.cancel_deadline is not None or final.get("event") == "cancelled":
             self.store.finish(rec, "cancelled")
             self._broadcast(rec, Message("cancelled", {"state": "cancelled"}, job_id=rec.job_id))
@@ -509,7 +521,7 @@ def make_executor(config: ServerConfig, cache_dir: Path) -> Executor:
     from backend.server.executor_ray import RayExecutor
 
     return RayExecutor(config.ray_address, cache_dir, job_cpus=config.ray_job_cpus,
-                       gpu_resource=config.ray_gpu_resource)
+                       gpu_resource=config.ray_gpu_resource, node_retries=config.ray_node_retries)
 
 
 def _hint(code: str) -> str:

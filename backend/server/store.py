@@ -36,6 +36,7 @@ class JobRecord:
     arrays: list[str] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
     node: str | None = None  # the Ray node that ran it (jobs on a Ray cluster only)
+    retries: int = 0  # times it was run again because its Ray node died
 
     def public(self) -> dict[str, Any]:
         info = {"job_id": self.job_id, "kind": self.kind, "state": self.state, "stage": self.stage,
@@ -43,6 +44,8 @@ class JobRecord:
                 "finished": self.finished, "error": self.error}
         if self.node is not None:
             info["node"] = self.node
+        if self.retries:
+            info["retries"] = self.retries
         return info
 
 
@@ -105,8 +108,7 @@ class JobStore:
             rec.fraction = 1.0
             self.by_key[rec.cache_key] = rec.job_id
         else:
-            shutil.rmtree(self.job_dir(rec.job_id) / "out", ignore_errors=True)
-            shutil.rmtree(self.job_dir(rec.job_id) / "arrays", ignore_errors=True)
+            discard_output(self.job_dir(rec.job_id))
         self.save(rec)
 
     def load_arrays(self, rec: JobRecord) -> dict[str, np.ndarray]:
@@ -124,3 +126,11 @@ class JobStore:
             if entry["name"] == name:
                 return self.job_dir(rec.job_id) / "out" / name
         return None
+
+
+def discard_output(job_dir: Path) -> None:
+    """Remove what a run left in a job's folder: ``out/``, ``arrays/`` and the runner's
+    unfinished ``.out.*.partial`` folders (a run may die between publishing its output and
+    reporting its result), so that only a complete run is ever published."""
+    for path in [Path(job_dir) / "out", Path(job_dir) / "arrays", *Path(job_dir).glob(".out.*.partial")]:
+        shutil.rmtree(path, ignore_errors=True)

@@ -240,11 +240,9 @@ def _add_lights(rng: np.random.Generator) -> None:
     bpy.context.scene.world = world
 
 
-def add_product(path: str, at_xy, height: float | None, rotate_deg: float, records: list[dict]):
-    """Stand a glTF product on the ground through Blender's glTF importer: its bounding box's
-    footprint centre at ``at_xy``, its lowest point on z = 0, turned ``rotate_deg`` about +Z and
-    scaled to ``height`` metres tall (its own size when None). Recorded with role ``product``
-    (its world bounding box after the turn)."""
+def import_gltf(path: str):
+    """Import a glTF file with Blender's importer: ``(new objects, their mesh vertices in world
+    space (N, 3))``; ValueError when the import fails or the file holds no mesh."""
     before = set(bpy.data.objects)
     if bpy.ops.import_scene.gltf(filepath=path) != {"FINISHED"}:
         raise ValueError(f"--product {path}: the glTF import failed")
@@ -261,7 +259,15 @@ def add_product(path: str, at_xy, height: float | None, rotate_deg: float, recor
         pts.append(co @ mw[:3, :3].T + mw[:3, 3])
     if not pts:
         raise ValueError(f"--product {path}: no mesh in the file")
-    pts = np.concatenate(pts)
+    return new, np.concatenate(pts)
+
+
+def add_product(path: str, at_xy, height: float | None, rotate_deg: float, records: list[dict]):
+    """Stand a glTF product on the ground through Blender's glTF importer: its bounding box's
+    footprint centre at ``at_xy``, its lowest point on z = 0, turned ``rotate_deg`` about +Z and
+    scaled to ``height`` metres tall (its own size when None). Recorded with role ``product``
+    (its world bounding box after the turn)."""
+    new, pts = import_gltf(path)
     lo, hi = pts.min(0), pts.max(0)
     s = float(height) / (hi[2] - lo[2]) if height else 1.0
     a = math.radians(rotate_deg)

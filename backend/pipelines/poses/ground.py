@@ -99,7 +99,7 @@ def _refine(pts: np.ndarray, n: np.ndarray, d: float, threshold: float) -> Plane
     for _ in range(2):
         inl = np.abs(pts @ n + d) < threshold
         c = pts[inl].mean(0)
-        _, _, vt = np.linalg.svd(pts[inl] - c)
+        _, _, vt = np.linalg.svd(pts[inl] - c, full_matrices=False)
         n = vt[2] if vt[2] @ n > 0 else -vt[2]
         d = -n @ c
     inl = np.abs(pts @ n + d) < threshold
