@@ -50,7 +50,7 @@ def main() -> int:
             photo = tmp / "photo.png"
             cv2.imwrite(str(photo), cv2.cvtColor(truth["rgba"][0], cv2.COLOR_RGBA2BGRA))
             _, seconds = oracle.run_oracle(truth, photo, tmp / "out", args.height, steps=args.steps,
-                                           max_points=8000, turntable_frames=16, turntable_size=96, mesh_res=96, mesh_views=24)
+                                           max_points=8000, turntable_frames=16, turntable_size=96, mesh_res=96)
             m = oracle.measure(truth, tmp / "out", args.height)
             if k == 0:
                 (ROOT / "docs" / "images").mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from backend.progress import JobError, Progress
 
 DEVICES = ("auto", "cpu", "cuda")
 PREVIEW = {"train_size": 128, "steps": 150, "turntable_frames": 16, "turntable_size": 128, "mesh_res": 64,
-           "mesh_views": 16, "max_points": 8000}
+           "max_points": 8000}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -32,5 +32,5 @@ def product_params(photo: str, height: float = 0.3, elevation: float = 0.0, box:
         params["box"] = box.strip()
     if preview:
         params.update({"train_size": 128, "steps": 150, "turntable_frames": 16, "turntable_size": 128,
-                       "mesh_res": 64, "mesh_views": 16, "max_points": 8000})
+                       "mesh_res": 64, "max_points": 8000})
     return params

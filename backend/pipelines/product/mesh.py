@@ -1,8 +1,9 @@
 """A mesh from splats: rendered depth fused into a TSDF, marching cubes, vertex colours.
 
 Every camera renders the splats' depth and coverage; a voxel in front of a covered pixel's
-surface gets the truncated signed distance, a voxel seen through an uncovered pixel is empty,
-and a voxel never seen (behind every surface) is inside. ``skimage.measure.marching_cubes``
+surface gets the truncated signed distance, a voxel seen through an uncovered pixel is empty
+(and outside for good once two views see it so), and a voxel never seen (behind every
+surface) is inside. ``skimage.measure.marching_cubes``
 extracts the zero level; each vertex takes the mean rendered colour of the views that see it.
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ def sphere_cameras(n: int, radius: float, centre) -> np.ndarray:
     return np.array([look_at(c + radius * d, c) for d in dirs])
 
 
-def fuse_tsdf(depth, alpha, c2w, K, lo, hi, res: int, trunc_vox: float = 3.0):
+def fuse_tsdf(depth, alpha, c2w, K, lo, hi, res: int, trunc_vox: float = 3.0, carve_votes: int = 2):
     """TSDF grid (res along the longest side of the box ``lo``..``hi``), its origin and voxel."""
     lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
     voxel = float((hi - lo).max() / res)
@@ -38,6 +39,7 @@ def fuse_tsdf(depth, alpha, c2w, K, lo, hi, res: int, trunc_vox: float = 3.0):
     trunc = trunc_vox * voxel
     acc = np.zeros(len(pts))
     wsum = np.zeros(len(pts))
+    empty_votes = np.zeros(len(pts), np.int32)
     h, w = alpha.shape[1:]
     for d, a, vm, k in zip(depth, alpha, blender_to_viewmats(c2w), K):
         u, v, z = project(pts, vm, k)
@@ -47,22 +49,25 @@ def fuse_tsdf(depth, alpha, c2w, K, lo, hi, res: int, trunc_vox: float = 3.0):
         dd, aa = d[vi[idx], ui[idx]], a[vi[idx], ui[idx]]
         empty = (aa < 0.5) | ~np.isfinite(dd)
         sdf = np.where(empty, trunc, dd - z[idx])
+        empty_votes[idx[empty]] += 1
         seen = empty | (sdf > -trunc)
         idx, sdf = idx[seen], sdf[seen]
         acc[idx] += np.clip(sdf, -trunc, trunc) / trunc
         wsum[idx] += 1
     tsdf = np.where(wsum > 0, acc / np.maximum(wsum, 1), -1.0)
+    # carving: a voxel two views see through uncovered pixels is outside (the silhouettes'
+    # hull), which averaging alone leaves slightly dilated at grazing edges
+    tsdf[empty_votes >= carve_votes] = 1.0
     return tsdf.reshape(*shape), lo, voxel
 
 
-def extract_mesh(splats: Splats, centre, radius: float, fov_deg: float = 30.0, size: int = 128,
-                 n_views: int = 32, res: int = 128, device: str = "cpu"):
-    """A coloured ``trimesh.Trimesh`` of the splats (Blender world), from ``n_views`` renders
-    at ``radius`` about ``centre``; the TSDF box is the splats' core extent padded by 10 %."""
+def extract_mesh(splats: Splats, c2w: np.ndarray, fov_deg: float = 30.0, size: int = 128,
+                 res: int = 128, device: str = "cpu"):
+    """A coloured ``trimesh.Trimesh`` of the splats (Blender world), from renders by the
+    Blender cameras ``c2w``; the TSDF box is the splats' core extent padded by 10 %."""
     import trimesh
     from skimage.measure import marching_cubes
 
-    c2w = sphere_cameras(n_views, radius, centre)
     f = focal_px(fov_deg, size)
     cams = cameras_from_arrays(c2w, f, (size / 2, size / 2), size, size)
     out = render_views(splats, cams, device=device)

@@ -16,7 +16,7 @@ from backend.pipelines.splats_io import Splats, write_ply
 from backend.progress import JobError, Progress
 
 from .cameras import focal_px, turntable
-from .mesh import extract_mesh, to_gltf_axes
+from .mesh import extract_mesh, sphere_cameras, to_gltf_axes
 
 FILES = ("product.ply", "product.glb", "turntable.mp4", "turntable_strip.png", "views.png", "product.json")
 TURNTABLE_FOV = 30.0
@@ -53,9 +53,12 @@ def write_outputs(out: Path, splats: Splats, g: dict, opts, progress: Progress) 
     vs = g["views"]
     radius = float(np.mean([v.radius for v in vs.views]))
     fov = float(np.mean([v.fov_deg for v in vs.views]))
+    # the views the splats were fitted to (their renders are what the fit made right), plus
+    # ``mesh_views`` more around the sphere when asked
+    extra = sphere_cameras(opts.mesh_views, radius, (0.0, 0.0, 0.0)) if opts.mesh_views else np.zeros((0, 4, 4))
+    cams = np.concatenate([g["c2w"], extra])
     try:
-        mesh = extract_mesh(splats, (0.0, 0.0, 0.0), radius, fov, n_views=opts.mesh_views, res=opts.mesh_res,
-                            device=opts.device)
+        mesh = extract_mesh(splats, cams, fov, res=opts.mesh_res, device=opts.device)
     except ValueError as exc:
         raise JobError(f"product: no mesh could be extracted from the fused splats ({exc})",
                        "bad_model_output") from None
@@ -74,7 +77,8 @@ def write_outputs(out: Path, splats: Splats, g: dict, opts, progress: Progress) 
     size = (mesh.bounds[1] - mesh.bounds[0]).tolist()
     summary = {"height_m": float(opts.height), "size_m": size, "num_gaussians": int(len(product)),
                "mesh_vertices": int(len(mesh.vertices)), "mesh_faces": int(len(mesh.faces)),
-               "model_units_per_m": 1.0 / s, "files": list(FILES)}
+               "model_units_per_m": 1.0 / s, "model_to_product": {"scale": s, "offset": offset.tolist()},
+               "files": list(FILES)}
     return summary
 
 

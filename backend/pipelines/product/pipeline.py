@@ -42,7 +42,7 @@ class ProductOptions:
     hull_res: int = 64
     max_points: int = 20000
     mesh_res: int = 128
-    mesh_views: int = 32
+    mesh_views: int = 0  # extra TSDF cameras on a sphere, besides the fitted views
     turntable_frames: int = 48
     turntable_size: int = 256
     device: str = "cpu"
