@@ -11,7 +11,7 @@ from bpy.props import BoolProperty, FloatProperty, PointerProperty, StringProper
 
 from .core.product_job import product_params
 from .panels import SPLATSTAGE_PT_product, draw_job
-from .render_ops import _BackendJob, blend_path
+from .render_ops import _BackendJob, blend_path, output_folder
 from .blender.link_state import STATE
 
 
@@ -32,11 +32,7 @@ class SplatstageProductPhotoProps(bpy.types.PropertyGroup):
 
 def product_dir(scene) -> Path:
     p = scene.splatstage_product_photo
-    if p.output_dir:
-        return Path(blend_path(p.output_dir))
-    stem = Path(p.photo_path).stem or "photo"
-    base = Path(bpy.data.filepath).parent if bpy.data.filepath else Path(bpy.app.tempdir or ".")
-    return base / f"splatstage_product_{stem}"
+    return output_folder(p.output_dir, p.photo_path, "splatstage_product")
 
 
 def use_product(scene, folder: str | Path) -> str:

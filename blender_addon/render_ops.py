@@ -36,6 +36,16 @@ def blend_path(p: str) -> str:
     return os.path.abspath(bpy.path.abspath(p))
 
 
+def output_folder(chosen: str, source: str, prefix: str) -> Path:
+    """``chosen`` (a path the artist set, ``//``-relative allowed), else ``prefix_<source's stem>``
+    beside the saved .blend (or in Blender's temporary folder)."""
+    if chosen:
+        return Path(blend_path(chosen))
+    stem = Path(source.rstrip("/\\")).stem or "photo"
+    base = Path(bpy.data.filepath).parent if bpy.data.filepath else Path(bpy.app.tempdir or ".")
+    return base / f"{prefix}_{stem}"
+
+
 def solve_dir(scene) -> str:
     """The scene's camera-solve folder (the Camera Solve panel's, or its default)."""
     from .operators import _solve_dir

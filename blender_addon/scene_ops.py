@@ -11,7 +11,7 @@ from bpy.props import FloatProperty, IntProperty, PointerProperty, StringPropert
 from .core.job_params import ParamError
 from .core.scene_job import scene_params
 from .panels import _Panel, draw_job
-from .render_ops import _BackendJob, blend_path
+from .render_ops import _BackendJob, blend_path, output_folder
 from .blender.link_state import STATE
 
 
@@ -31,11 +31,7 @@ class SplatstageSceneImageProps(bpy.types.PropertyGroup):
 
 def scene_dir(scene) -> Path:
     p = scene.splatstage_scene
-    if p.output_dir:
-        return Path(blend_path(p.output_dir))
-    stem = Path(p.image_path.rstrip("/\\")).stem or "photo"
-    base = Path(bpy.data.filepath).parent if bpy.data.filepath else Path(bpy.app.tempdir or ".")
-    return base / f"splatstage_scene_{stem}"
+    return output_folder(p.output_dir, p.image_path, "splatstage_scene")
 
 
 def import_scene(context, folder: str | Path) -> str:

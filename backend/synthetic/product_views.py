@@ -43,7 +43,7 @@ def render_product_views(glb, matrix_world, size: int, fov_deg: float, extent: f
 
 
 def _place(bpy, path: str, extent: float) -> dict:
-    from .scene import import_gltf
+    from .scene import import_gltf, parent_under_empty
 
     new, pts = import_gltf(path)
     lo, hi = pts.min(0), pts.max(0)
@@ -51,14 +51,7 @@ def _place(bpy, path: str, extent: float) -> dict:
     m = np.eye(4)
     m[:3, :3] *= s
     m[:3, 3] = -s * (lo + hi) / 2
-    root = bpy.data.objects.new("product", None)
-    bpy.context.scene.collection.objects.link(root)
-    from mathutils import Matrix
-    root.matrix_world = Matrix(m.tolist())
-    for obj in new:
-        if obj.parent is None:
-            obj.parent = root
-    bpy.context.view_layer.update()
+    parent_under_empty(new, m)
     return {"scale": s, "bbox_min": (s * (lo - (lo + hi) / 2)).tolist(), "bbox_max": (s * (hi - (lo + hi) / 2)).tolist()}
 
 

@@ -262,6 +262,20 @@ def import_gltf(path: str):
     return new, np.concatenate(pts)
 
 
+def parent_under_empty(objects, matrix: np.ndarray, name: str = "product"):
+    """Parent the root objects among ``objects`` to a new empty with world matrix ``matrix`` (4x4)."""
+    from mathutils import Matrix
+
+    root = bpy.data.objects.new(name, None)
+    bpy.context.scene.collection.objects.link(root)
+    root.matrix_world = Matrix(np.asarray(matrix).tolist())
+    for obj in objects:
+        if obj.parent is None:
+            obj.parent = root
+    bpy.context.view_layer.update()
+    return root
+
+
 def add_product(path: str, at_xy, height: float | None, rotate_deg: float, records: list[dict]):
     """Stand a glTF product on the ground through Blender's glTF importer: its bounding box's
     footprint centre at ``at_xy``, its lowest point on z = 0, turned ``rotate_deg`` about +Z and
@@ -276,14 +290,7 @@ def add_product(path: str, at_xy, height: float | None, rotate_deg: float, recor
     m[:3, :3] = s * rot
     foot = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2]])
     m[:3, 3] = np.array([at_xy[0], at_xy[1], 0.0]) - s * rot @ foot
-    root = bpy.data.objects.new("product", None)
-    bpy.context.scene.collection.objects.link(root)
-    from mathutils import Matrix
-    root.matrix_world = Matrix(m.tolist())
-    for obj in new:
-        if obj.parent is None:
-            obj.parent = root
-    bpy.context.view_layer.update()
+    parent_under_empty(new, m)
     world = pts @ m[:3, :3].T + m[:3, 3]
     wlo, whi = world.min(0), world.max(0)
     records.append({"name": "product", "kind": "product", "role": "product", "file": str(path),
