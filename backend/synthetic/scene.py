@@ -290,7 +290,7 @@ def add_product(path: str, at_xy, height: float | None, rotate_deg: float, recor
     m[:3, :3] = s * rot
     foot = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2]])
     m[:3, 3] = np.array([at_xy[0], at_xy[1], 0.0]) - s * rot @ foot
-    parent_under_empty(new, m)
+    root = parent_under_empty(new, m)
     world = pts @ m[:3, :3].T + m[:3, 3]
     wlo, whi = world.min(0), world.max(0)
     records.append({"name": "product", "kind": "product", "role": "product", "file": str(path),
